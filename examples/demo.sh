@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Runs inside `spec/cluster/run` (KUBECONFIG points at the local control
+# plane): installs the CRDs, starts the operator, applies every example and
+# prints what the operator created.
+set -uo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+bin="$root/build/schedsim-operator"
+log="${SCHEDSIM_CLUSTER_DIR:-/tmp}/operator.log"
+
+kubectl apply --server-side -f "$root/crds/" >/dev/null
+kubectl wait --for=condition=Established crd --all --timeout=60s >/dev/null
+for ns in $(grep -h '^  namespace:' "$root"/examples/*.yaml 2>/dev/null | awk '{print $2}' | sort -u); do
+  kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+done
+
+"$bin" run --scripts "$root/scripts" --metrics-bind-address 127.0.0.1:0 \
+  --health-probe-bind-address 127.0.0.1:0 >"$log" 2>&1 &
+op=$!
+trap 'kill $op 2>/dev/null; wait $op 2>/dev/null' EXIT
+
+for f in "$root"/examples/*.yaml; do
+  case "$f" in *configmap*) continue ;; esac
+  echo "+ kubectl apply -f examples/$(basename "$f")"
+  kubectl apply -f "$f" || true
+done
+
+echo "waiting for the operator to reconcile ..."
+kubectl wait --for=condition=Ready simdep --all -A --timeout=90s >/dev/null 2>&1 || true
+kubectl wait --for=condition=Ready schedinst --all -A --timeout=60s >/dev/null 2>&1 || true
+
+echo; echo "+ kubectl get simdep,schedinst -A"
+kubectl get simdep,schedinst -A
+echo; echo "+ kubectl get deploy,svc,cm,sa,role,rolebinding -A -l app.kubernetes.io/managed-by=schedsim-operator"
+kubectl get deploy,svc,cm,sa,role,rolebinding -A -l app.kubernetes.io/managed-by=schedsim-operator
+echo; echo "+ kubectl get gateway,httproute,referencegrant,inferencepool,envoyfilter,destinationrule -A -l app.kubernetes.io/managed-by=schedsim-operator"
+kubectl get gateway,httproute,referencegrant,inferencepool,envoyfilter,destinationrule -A \
+  -l app.kubernetes.io/managed-by=schedsim-operator 2>/dev/null || true
+echo; echo "operator log: $log"
+if [ "${SCHEDSIM_DEMO_HOLD:-0}" = 1 ]; then
+  echo "holding; KUBECONFIG=$KUBECONFIG — press Ctrl-C to stop"
+  wait $op
+fi
