@@ -1,0 +1,156 @@
+/* store.h: the Store / Indexer of one informer (client-go vocabulary): key ->
+ * cached object, plus named indexes.
+ *
+ * Keys are "namespace/name", or "name" for cluster-scoped objects. Each cached
+ * object is a read-only `struct k8s_object` in a single allocation: the compact
+ * JSON text of the object (metadata.managedFields removed) and the few fields
+ * the runtime indexes. Label keys are interned per store.
+ *
+ * Indexes (IndexFunc name -> value -> keys):
+ *   "namespace"     built in: metadata.namespace ("" for cluster-scoped)
+ *   "owner-uid"     built in: every metadata.ownerReferences[].uid
+ *   "label:<key>"   created on demand (first by_index/add_index call): the
+ *                   value of label <key>; objects without it are not indexed
+ *   any other name  through k8s_store_add_indexer with an index function
+ *
+ * Ownership: the store owns every k8s_object; pointers it hands out are
+ * borrowed and stay valid until the next mutation of the store (upsert,
+ * delete, replace, free) — copy what must outlive that. Handler callbacks run
+ * during the mutation, after the store changed and before the old object is
+ * freed. Arrays returned by list functions are malloc'd; the caller frees the
+ * array (not the objects) with free(). Input json_t are borrowed.
+ * Not thread-safe: one event loop owns a store. */
+#ifndef K8S_CORE_STORE_H
+#define K8S_CORE_STORE_H
+
+#include <stddef.h>
+#include <jansson.h>
+
+struct k8s_label {
+  const char *key;   /* interned by the store */
+  const char *value; /* inside the object */
+};
+
+struct k8s_owner_ref {
+  const char *api_version;
+  const char *kind;
+  const char *name;
+  const char *uid;
+  int controller; /* ownerReferences[].controller == true */
+};
+
+struct k8s_object {
+  const char *key;              /* "ns/name" or "name" */
+  const char *ns;               /* "" for cluster-scoped */
+  const char *name;             /* metadata.name */
+  const char *uid;              /* metadata.uid, "" when absent */
+  const char *resource_version; /* metadata.resourceVersion, "" when absent */
+  long long generation;         /* metadata.generation, 0 when absent */
+  int deleting;                 /* metadata.deletionTimestamp is set */
+  const char *json;             /* compact JSON text, NUL-terminated */
+  size_t json_len;
+  const struct k8s_label *labels; /* sorted by key (byte order) */
+  size_t nlabels;
+  const struct k8s_owner_ref *owners; /* in ownerReferences order */
+  size_t nowners;
+};
+
+enum k8s_store_event {
+  K8S_STORE_ADDED = 0,     /* old NULL, new set */
+  K8S_STORE_UPDATED = 1,   /* old and new set (resourceVersion changed) */
+  K8S_STORE_UNCHANGED = 2, /* same resourceVersion: store kept old; old == new */
+  K8S_STORE_DELETED = 3    /* old set, new NULL */
+};
+
+/* Called once per change; `old`/`new_obj` are borrowed for the call only.
+ * The handler must not mutate the store. */
+typedef void (*k8s_store_handler)(void *ud, enum k8s_store_event ev, const struct k8s_object *old,
+                                  const struct k8s_object *new_obj);
+
+/* An index function: writes up to `max` values for obj into values[] and
+ * returns how many it would write (values beyond max are dropped). The value
+ * strings are borrowed for the call (point into obj or static storage). */
+typedef size_t (*k8s_index_func)(const struct k8s_object *obj, const char **values, size_t max,
+                                 void *ud);
+
+struct k8s_store_stats {
+  size_t objects;      /* number of cached objects */
+  size_t object_bytes; /* bytes held by the objects (malloc_usable_size) */
+  size_t index_bytes;  /* bytes of the key map, indexes and interned label keys */
+  size_t json_bytes;   /* sum of json_len */
+};
+
+/* Returns a new empty store (NULL on malloc failure); free with k8s_store_free. */
+struct k8s_store *k8s_store_new(void);
+
+/* Frees the store, its objects and indexes. NULL is a no-op. */
+void k8s_store_free(struct k8s_store *s);
+
+/* When set, every stored object carries these apiVersion and kind (list
+ * responses omit them on items). Strings are copied. Call before inserting. */
+int k8s_store_set_kind(struct k8s_store *s, const char *api_version, const char *kind);
+
+/* The key of a JSON object ("ns/name" / "name") into buf. Returns its length,
+ * or -1 when metadata.name is missing/empty or buf is too small. */
+int k8s_store_key_of(const json_t *obj, char *buf, size_t buflen);
+
+/* Inserts or replaces the object `obj` (borrowed). Returns the event
+ * (ADDED/UPDATED/UNCHANGED) after calling cb (when non-NULL), or -1 with err
+ * (not an object, missing metadata.name, malloc failure); the store is then
+ * unchanged and cb not called. */
+int k8s_store_upsert(struct k8s_store *s, const json_t *obj, k8s_store_handler cb, void *ud,
+                     char *err, size_t errlen);
+
+/* Removes `key`. Returns 1 after calling cb(DELETED, old, NULL), or 0 when
+ * the key is absent (cb not called). */
+int k8s_store_delete(struct k8s_store *s, const char *key, k8s_store_handler cb, void *ud);
+
+/* Relist: upserts every element of the JSON array `items` (events as for
+ * upsert), then deletes every cached key not among them (DELETED events).
+ * Invalid items are skipped; returns the number skipped (first error in err),
+ * or -1 when `items` is not an array (store unchanged). */
+int k8s_store_replace(struct k8s_store *s, const json_t *items, k8s_store_handler cb, void *ud,
+                      char *err, size_t errlen);
+
+/* Borrowed object for key, or NULL. */
+const struct k8s_object *k8s_store_get(const struct k8s_store *s, const char *key);
+
+/* Number of cached objects. */
+size_t k8s_store_len(const struct k8s_store *s);
+
+/* All objects (ns NULL) or those of one namespace ("" = cluster-scoped),
+ * sorted by (namespace, name). *out is a malloc'd array of borrowed pointers
+ * (NULL when the result is empty). Returns the count, or (size_t)-1 on
+ * malloc failure. */
+size_t k8s_store_list(const struct k8s_store *s, const char *ns, const struct k8s_object ***out);
+
+/* Like list, keeping objects whose labels contain every sel[i].key with value
+ * sel[i].value (equality-based selector; nsel 0 matches all). Uses a
+ * "label:<key>" index when one exists. */
+size_t k8s_store_select(const struct k8s_store *s, const char *ns, const struct k8s_label *sel,
+                        size_t nsel, const struct k8s_object ***out);
+
+/* Objects whose index `name` has `value`, sorted by (namespace, name).
+ * "label:<key>" indexes are created on first use. Returns (size_t)-1 for an
+ * unknown index name or malloc failure. */
+size_t k8s_store_by_index(struct k8s_store *s, const char *name, const char *value,
+                          const struct k8s_object ***out);
+
+/* Creates index `name` now ("label:<key>" only; others need add_indexer).
+ * Returns 0 (also when it exists) or -1. */
+int k8s_store_add_index(struct k8s_store *s, const char *name);
+
+/* Registers a custom index and indexes the cached objects. Returns 0, or -1
+ * when the name is taken or on malloc failure. */
+int k8s_store_add_indexer(struct k8s_store *s, const char *name, k8s_index_func fn, void *ud);
+
+/* Value of label `key` on obj, or NULL. */
+const char *k8s_object_label(const struct k8s_object *obj, const char *key);
+
+/* The controller owner reference of obj (controller == true), or NULL. */
+const struct k8s_owner_ref *k8s_object_controller(const struct k8s_object *obj);
+
+/* Memory figures (see struct). */
+void k8s_store_stats(const struct k8s_store *s, struct k8s_store_stats *st);
+
+#endif
