@@ -1,10 +1,283 @@
-/* cmd_run.c: `schedsim-operator run` (placeholder until its owner lands it). */
+/* cmd_run.c: `schedsim-operator run`, the controller process. Owns the flag
+ * parsing (conventions.md) and the wiring: logger, Manager (runtime/kube/
+ * manager.h), then the controllers through k8s_controllers_add (when
+ * runtime/controller.h exists; until then a stand-in Runnable that starts
+ * informers for the two CR kinds and logs their events). */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "cmd/cmd.h"
+#include "core/log.h"
+#include "kube/manager.h"
+
+#if defined(__has_include)
+#if __has_include("controller.h")
+#include "controller.h"
+#endif
+#endif
+#ifdef K8S_HAVE_CONTROLLERS_ADD /* defined by runtime/controller.h once it defines the hook */
+#define HAVE_CONTROLLERS 1
+#endif
+
+/* ==== flags ================================================================ */
+
+struct run_flags {
+  struct k8s_manager_options mo;
+  struct k8s_controllers_options co;
+  const char *log_format;
+  int verbosity;
+};
+
+static void usage(FILE *out)
+{
+  fprintf(out,
+          "usage: schedsim-operator run [flags]\n\n"
+          "flags:\n"
+          "  --kubeconfig FILE                  kubeconfig (default: $KUBECONFIG, in-cluster, "
+          "~/.kube/config)\n"
+          "  --context NAME                     kubeconfig context (default: current-context)\n"
+          "  --namespace, -n NS                 watch only this namespace (default: all)\n"
+          "  --leader-elect                     elect a leader through a Lease before "
+          "reconciling\n"
+          "  --leader-election-namespace NS     namespace of the Lease (default: in-cluster or "
+          "context namespace)\n"
+          "  --leader-election-id NAME          name of the Lease (default: schedsim-operator)\n"
+          "  --metrics-bind-address ADDR        /metrics address (default :8080; 0 disables)\n"
+          "  --health-probe-bind-address ADDR   /healthz and /readyz address (default :8081; 0 "
+          "disables)\n"
+          "  --scripts DIR                      script set directory (default: bundled)\n"
+          "  --scripts-configmap NS/NAME        ConfigMap overlaying the script set\n"
+          "  --shutdown-timeout DURATION        graceful shutdown bound (default 10s)\n"
+          "  --log-format json|text             log format (default json)\n"
+          "  -v N                               log verbosity (default 0)\n");
+}
+
+/* "10s", "1m30s" is not needed: "500ms", "10s", "2m", "1h" or plain seconds. */
+static int parse_duration(const char *s, double *out)
+{
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (errno || end == s || v < 0) return -1;
+  if (!*end || !strcmp(end, "s"))
+    *out = v;
+  else if (!strcmp(end, "ms"))
+    *out = v / 1000;
+  else if (!strcmp(end, "m"))
+    *out = v * 60;
+  else if (!strcmp(end, "h"))
+    *out = v * 3600;
+  else
+    return -1;
+  return 0;
+}
+
+/* Matches "--name VALUE" and "--name=VALUE"; advances *i past the value. */
+static int flag_value(int argc, char **argv, int *i, const char *name, const char **value)
+{
+  const char *a = argv[*i];
+  size_t n = strlen(name);
+  if (strncmp(a, name, n) != 0) return 0;
+  if (a[n] == '=') {
+    *value = a + n + 1;
+    return 1;
+  }
+  if (a[n] != 0) return 0;
+  if (*i + 1 >= argc) {
+    fprintf(stderr, "schedsim-operator run: %s needs a value\n", name);
+    return -1;
+  }
+  *value = argv[++*i];
+  return 1;
+}
+
+static int parse_flags(int argc, char **argv, struct run_flags *f)
+{
+  memset(f, 0, sizeof(*f));
+  f->log_format = "json";
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i], *v = NULL;
+    int r;
+    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+      usage(stdout);
+      return 1;
+    }
+#define STR_FLAG(name, field)                                                                      \
+  if ((r = flag_value(argc, argv, &i, name, &v)) != 0) {                                           \
+    if (r < 0) return -1;                                                                          \
+    field = v;                                                                                     \
+    continue;                                                                                      \
+  }
+    STR_FLAG("--kubeconfig", f->mo.kubeconfig)
+    STR_FLAG("--context", f->mo.context)
+    STR_FLAG("--namespace", f->mo.namespace)
+    STR_FLAG("-n", f->mo.namespace)
+    STR_FLAG("--leader-election-namespace", f->mo.leader_election_namespace)
+    STR_FLAG("--leader-election-id", f->mo.leader_election_id)
+    STR_FLAG("--metrics-bind-address", f->mo.metrics_addr)
+    STR_FLAG("--health-probe-bind-address", f->mo.health_addr)
+    STR_FLAG("--scripts-configmap", f->co.scripts_configmap)
+    STR_FLAG("--scripts", f->co.scripts_dir)
+    STR_FLAG("--log-format", f->log_format)
+#undef STR_FLAG
+    if (!strcmp(a, "--leader-elect") || !strcmp(a, "--leader-elect=true")) {
+      f->mo.leader_elect = true;
+      continue;
+    }
+    if (!strcmp(a, "--leader-elect=false")) {
+      f->mo.leader_elect = false;
+      continue;
+    }
+    if ((r = flag_value(argc, argv, &i, "--shutdown-timeout", &v)) != 0) {
+      if (r < 0 || parse_duration(v, &f->mo.shutdown_timeout)) {
+        fprintf(stderr, "schedsim-operator run: --shutdown-timeout: bad duration \"%s\"\n",
+                v ? v : "");
+        return -1;
+      }
+      continue;
+    }
+    if ((r = flag_value(argc, argv, &i, "-v", &v)) != 0 ||
+        (r = flag_value(argc, argv, &i, "--v", &v)) != 0) {
+      char *end;
+      long n = r > 0 ? strtol(v, &end, 10) : -1;
+      if (r < 0 || *end || n < 0) {
+        fprintf(stderr, "schedsim-operator run: -v: want a number >= 0\n");
+        return -1;
+      }
+      f->verbosity = (int)n;
+      continue;
+    }
+    fprintf(stderr, "schedsim-operator run: unknown flag %s\n", a);
+    return -1;
+  }
+  if (strcmp(f->log_format, "json") && strcmp(f->log_format, "text")) {
+    fprintf(stderr, "schedsim-operator run: --log-format: want json or text, got \"%s\"\n",
+            f->log_format);
+    return -1;
+  }
+  if (f->co.scripts_configmap && !strchr(f->co.scripts_configmap, '/')) {
+    fprintf(stderr, "schedsim-operator run: --scripts-configmap: want NAMESPACE/NAME\n");
+    return -1;
+  }
+  return 0;
+}
+
+/* ==== stand-in until the controllers land ================================== */
+
+#ifndef HAVE_CONTROLLERS
+static const struct {
+  const char *api_version, *kind;
+} cr_kinds[] = {
+    {"sim.llm-d.io/v1alpha1", "SimulatorDeployment"},
+    {"sim.llm-d.io/v1alpha1", "SchedulerInstall"},
+};
+
+static void log_event(const char *what, struct k8s_informer *inf, const struct k8s_object *o)
+{
+  k8s_log(K8S_LOG_INFO, what, "kind", k8s_informer_kind(inf), "key", o->key, "resourceVersion",
+          o->resource_version, NULL);
+}
+
+static void on_add(struct k8s_informer *inf, const struct k8s_object *o, void *data)
+{
+  log_event("added", inf, o);
+}
+
+static void on_update(struct k8s_informer *inf, const struct k8s_object *old,
+                      const struct k8s_object *o, void *data)
+{
+  log_event("updated", inf, o);
+}
+
+static void on_delete(struct k8s_informer *inf, const struct k8s_object *o, void *data)
+{
+  log_event("deleted", inf, o);
+}
+
+struct standin {
+  struct k8s_manager *m;
+  bool watching[2];
+};
+
+static void standin_watch(struct standin *s)
+{
+  static const struct k8s_event_handler h = {
+      .on_add = on_add, .on_update = on_update, .on_delete = on_delete};
+  for (size_t i = 0; i < 2; i++) {
+    if (s->watching[i]) continue;
+    struct k8s_informer *inf;
+    int rc = k8s_cache_get_informer(k8s_manager_cache(s->m), cr_kinds[i].api_version,
+                                    cr_kinds[i].kind, &inf);
+    if (rc) {
+      k8s_log(K8S_LOG_WARN, "kind not served (CRD not installed?); waiting for discovery",
+              "apiVersion", cr_kinds[i].api_version, "kind", cr_kinds[i].kind, NULL);
+      continue;
+    }
+    s->watching[i] = true;
+    k8s_informer_add_handler(inf, &h, s);
+  }
+}
+
+static void standin_discovery_changed(struct k8s_discovery *d, void *data)
+{
+  struct standin *s = data;
+  if (!k8s_manager_stopping(s->m)) standin_watch(s);
+}
+
+static int standin_setup(struct k8s_manager *m, void *data)
+{
+  struct standin *s = data;
+  s->m = m;
+  standin_watch(s);
+  k8s_discovery_on_change(k8s_manager_discovery(m), standin_discovery_changed, s);
+  return 0;
+}
+
+static int k8s_controllers_add_standin(struct k8s_manager *m,
+                                       const struct k8s_controllers_options *o, char *err,
+                                       size_t errlen)
+{
+  static struct standin s;
+  static const struct k8s_runnable r = {
+      .name = "cr-event-logger", .needs_leader = false, .setup = standin_setup, .data = &s};
+  if (o->scripts_dir || o->scripts_configmap)
+    k8s_log(K8S_LOG_WARN, "scripts are not loaded yet by this build (controllers not linked)",
+            NULL);
+  return k8s_manager_add_runnable(m, &r) ? 1 : 0;
+}
+#define k8s_controllers_add k8s_controllers_add_standin
+#endif
+
+/* ==== run ================================================================== */
 
 int cmd_run(int argc, char **argv)
 {
-  fprintf(stderr, "schedsim-operator: 'run' is not implemented yet\n");
-  return 1;
+  struct run_flags f;
+  int rc = parse_flags(argc, argv, &f);
+  if (rc > 0) return 0;
+  if (rc < 0) {
+    usage(stderr);
+    return 2;
+  }
+  k8s_log_init(!strcmp(f.log_format, "text") ? K8S_LOG_TEXT : K8S_LOG_JSON, f.verbosity, NULL);
+
+  struct k8s_manager *m = NULL;
+  char err[1024] = "";
+  rc = k8s_manager_new(&f.mo, &m, err, sizeof(err));
+  if (rc) {
+    fprintf(stderr, "schedsim-operator run: %s\n", err);
+    return rc;
+  }
+  rc = k8s_controllers_add(m, &f.co, err, sizeof(err));
+  if (rc) {
+    fprintf(stderr, "schedsim-operator run: %s\n", err[0] ? err : "cannot set up the controllers");
+    k8s_manager_free(m);
+    return rc;
+  }
+  rc = k8s_manager_run(m);
+  k8s_log(K8S_LOG_INFO, "exiting", "code", rc ? "1" : "0", NULL);
+  k8s_manager_free(m);
+  return rc;
 }
