@@ -1,0 +1,37 @@
+/* controller.h: the Reconciler driver (doc/architecture.md): per controller of
+ * controllers.lua, informers for the CR kind and every served owns/watches
+ * kind, event handlers that enqueue CR keys, and workers that run the engine
+ * (runtime/lua/engine.h) and carry out the runtime's side of the contract on
+ * the API server: conflict refusal, server-side apply of changed children,
+ * pruning, the finalizer, the status, events, and the WorkQueue outcome
+ * (forget / add_after / add_rate_limited). A key stays processing until
+ * every write of its reconcile completed.
+ *
+ * `schedsim-operator run` calls k8s_controllers_add (declared in
+ * kube/manager.h) once before k8s_manager_run. Knobs without a flag are read
+ * from the environment:
+ *   SCHEDSIM_RESYNC_PERIOD          seconds between full resyncs (default 600)
+ *   SCHEDSIM_LUA_MEMORY_LIMIT       bytes of the sandbox (default 64 MiB)
+ *   SCHEDSIM_LUA_INSTRUCTION_BUDGET instructions per reconcile (default 50M)
+ *   SCHEDSIM_MAX_INFLIGHT           keys with writes in flight per controller (16)
+ *
+ * Ownership: the controllers live until the process exits; the Manager
+ * borrows their Runnables. */
+#ifndef SCHEDSIM_CONTROLLER_H
+#define SCHEDSIM_CONTROLLER_H
+
+#include "kube/manager.h"
+#include "lua/context.h"
+
+#define K8S_HAVE_CONTROLLERS_ADD 1
+
+struct k8s_cache;
+struct k8s_discovery;
+
+/* Cache and discovery sources over the live informers and discovery (the
+ * operator's implementations of runtime/lua/context.h). The structs are
+ * filled in place and borrow cache and d. */
+void lk_live_cache_source(struct lk_cache_source *src, struct k8s_cache *cache);
+void lk_live_discovery_source(struct lk_discovery_source *src, struct k8s_discovery *d);
+
+#endif

@@ -1,0 +1,28 @@
+/* check.c: compile and self-test a script set (see check.h). */
+#include <string.h>
+
+#include "lua/check.h"
+#include "lua/fixture.h"
+
+int lk_check(struct lk_scriptset *set, const struct lk_engine_opts *opts, struct lk_messages *msgs,
+             struct lk_check_stats *stats, struct lk_engine **engine)
+{
+  struct lk_check_stats st = {0};
+  struct lk_engine *e = NULL;
+  if (engine) *engine = NULL;
+  st.modules = set->nmods;
+  int problems = lk_engine_new(set, opts, &e, msgs);
+  if (problems < 0) return -1;
+  st.controllers = e->ncontrollers;
+  size_t ncases = 0, nfailed = 0;
+  if (e->set->dir) lk_fixture_run_all(e, msgs, &ncases, &nfailed);
+  st.cases = ncases;
+  st.failed = nfailed;
+  problems += (int)nfailed;
+  if (stats) *stats = st;
+  if (engine && problems == 0)
+    *engine = e;
+  else
+    lk_engine_free(e);
+  return problems;
+}

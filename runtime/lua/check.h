@@ -1,0 +1,25 @@
+/* check.h: `schedsim-operator check` as a function, for the command and for
+ * the hot reload of a script set (a new set is checked before it replaces
+ * the running one). Loads the set into a new engine (compiles every module,
+ * validates controllers.lua, loads every reconciler) and runs every fixture
+ * case (fixture.h).
+ *
+ * Ownership: takes the script set; the engine, when returned, is owned by
+ * the caller (lk_engine_free). */
+#ifndef SCHEDSIM_LUA_CHECK_H
+#define SCHEDSIM_LUA_CHECK_H
+
+#include "lua/engine.h"
+
+struct lk_check_stats {
+  size_t modules, controllers, cases, failed;
+};
+
+/* Checks set. Problems are added to msgs as "file[:line]: message"; paths are
+ * relative to the set's directory. Returns the number of problems (0: the
+ * set is good), or -1 on allocation failure. When engine is not NULL and the
+ * set is good, the loaded engine is stored there (otherwise it is freed). */
+int lk_check(struct lk_scriptset *set, const struct lk_engine_opts *opts, struct lk_messages *msgs,
+             struct lk_check_stats *stats, struct lk_engine **engine);
+
+#endif

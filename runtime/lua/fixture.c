@@ -1,0 +1,394 @@
+/* fixture.c: fixture cases (see fixture.h). Reads the case (core/yaml.h),
+ * fills an in-memory source, runs lk_engine_reconcile, and hands the result
+ * to the embedded matcher fixture.lua in a trusted lua_State. */
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lualib.h>
+
+#include "core/json.h"
+#include "core/yaml.h"
+#include "lua/embedded.h"
+#include "lua/fixture.h"
+#include "lua/memsource.h"
+
+#define FIXTURE_DEFAULT_NOW "2026-01-01T00:00:00Z"
+
+const struct schedsim_embedded *lk_embedded(const char *name)
+{
+  for (const struct schedsim_embedded *e = schedsim_embedded_lua; e->name; e++)
+    if (!strcmp(e->name, name)) return e;
+  return NULL;
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
+  if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+    free(buf);
+    buf = NULL;
+  }
+  fclose(f);
+  if (!buf) return NULL;
+  buf[n] = '\0';
+  *len = (size_t)n;
+  return buf;
+}
+
+json_t *lk_fixture_load(const char *path, char *err, size_t errlen)
+{
+  size_t len;
+  char *text = slurp(path, &len);
+  if (!text) {
+    snprintf(err, errlen, "%s: %s", path, strerror(errno));
+    return NULL;
+  }
+  json_t *docs = k8s_yaml_load(text, len, path, err, errlen);
+  free(text);
+  return docs;
+}
+
+/* {====================================================================
+ * Log capture
+ * ===================================================================== */
+
+static void capture_log(void *ud, enum k8s_log_level level, int v, const char *msg,
+                        const struct k8s_log_field *fields, size_t nfields)
+{
+  json_t *rec = json_pack("{s:s, s:s}", "level", k8s_log_level_name(level), "msg", msg);
+  for (size_t i = 0; i < nfields; i++) {
+    const struct k8s_log_field *f = &fields[i];
+    json_t *val = NULL;
+    switch (f->type) {
+    case K8S_LOG_STR:
+      val = f->s ? json_string(f->s) : json_null();
+      break;
+    case K8S_LOG_INT:
+      val = json_integer(f->i);
+      break;
+    case K8S_LOG_REAL:
+      val = json_real(f->d);
+      break;
+    case K8S_LOG_BOOL:
+      val = json_boolean(f->i);
+      break;
+    case K8S_LOG_RAW_JSON:
+      val = k8s_json_parse(f->s, strlen(f->s), NULL, 0);
+      break;
+    }
+    json_object_set_new(rec, f->key, val ? val : json_null());
+  }
+  json_array_append_new(ud, rec);
+}
+
+/* }==================================================================== */
+
+/* {====================================================================
+ * The matcher state
+ * ===================================================================== */
+
+struct match_args {
+  const json_t *expect, *result, *cr;
+  json_t *fails;
+  char err[512];
+};
+
+static int p_match(lua_State *L)
+{
+  struct match_args *a = lua_touserdata(L, 1);
+  luaL_openlibs(L);
+  k8s_json_push_null(L);
+  lua_setglobal(L, "null");
+  k8s_json_push_array_mt(L);
+  lua_setglobal(L, "array_mt");
+  const struct schedsim_embedded *m = lk_embedded("fixture");
+  if (!m) return luaL_error(L, "fixture.lua is not embedded");
+  if (luaL_loadbufferx(L, m->source, m->len, "@fixture.lua", "t") != LUA_OK) return lua_error(L);
+  lua_call(L, 0, 1);
+  lua_getfield(L, -1, "run");
+  k8s_json_push_value(L, a->expect);
+  k8s_json_push_value(L, a->result);
+  k8s_json_push_value(L, a->cr);
+  lua_call(L, 3, 1);
+  a->fails = k8s_json_from_lua(L, -1, a->err, sizeof(a->err));
+  return 0;
+}
+
+/* The matcher's failures as a JSON array of strings, or NULL (err set). */
+static json_t *match(const json_t *expect, const json_t *result, const json_t *cr, char *err,
+                     size_t errlen)
+{
+  struct match_args a = {expect, result, cr, NULL, ""};
+  lua_State *L = luaL_newstate();
+  if (!L) {
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+  }
+  lua_pushcfunction(L, p_match);
+  lua_pushlightuserdata(L, &a);
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+    snprintf(err, errlen, "matcher: %s", lua_tostring(L, -1));
+    lua_close(L);
+    return NULL;
+  }
+  lua_close(L);
+  if (!a.fails) snprintf(err, errlen, "matcher: %s", a.err);
+  if (a.fails && json_is_object(a.fails)) { /* an empty list */
+    json_decref(a.fails);
+    a.fails = json_array();
+  }
+  return a.fails;
+}
+
+/* }==================================================================== */
+
+/* Reads input_path (relative to the fixture file): the first document whose
+ * kind is the controller's. */
+static json_t *load_input(const char *fixture, const char *rel, const struct lk_controller_decl *c,
+                          char *err, size_t errlen)
+{
+  char dir[PATH_MAX], path[2 * PATH_MAX];
+  snprintf(dir, sizeof(dir), "%s", fixture);
+  snprintf(path, sizeof(path), "%s/%s", dirname(dir), rel);
+  char e2[400];
+  json_t *docs = lk_fixture_load(path, e2, sizeof(e2));
+  if (!docs) {
+    snprintf(err, errlen, "input_path: %s", e2);
+    return NULL;
+  }
+  json_t *found = NULL, *d;
+  size_t i;
+  json_array_foreach(docs, i, d)
+  {
+    const char *kind = json_string_value(json_object_get(d, "kind"));
+    if (!found && kind && !strcmp(kind, c->for_.kind)) found = json_incref(d);
+  }
+  json_decref(docs);
+  if (!found) snprintf(err, errlen, "input_path: %.300s has no %s", path, c->for_.kind);
+  return found;
+}
+
+/* An observed object of an owns kind without an owner label is taken as a
+ * child of the case's CR: a copy with our labels (a fixture need not spell
+ * out the owner value). Returns a new reference. */
+static json_t *adopt(json_t *obj, const struct lk_controller_decl *c, const char *owner)
+{
+  const char *av = json_string_value(json_object_get(obj, "apiVersion"));
+  const char *kind = json_string_value(json_object_get(obj, "kind"));
+  json_t *md = json_object_get(obj, "metadata");
+  json_t *labels = json_object_get(md, "labels");
+  int owned = 0;
+  for (size_t i = 0; av && kind && i < c->nowns; i++)
+    owned |= !strcmp(c->owns[i].api_version, av) && !strcmp(c->owns[i].kind, kind);
+  if (!owned || !*owner || !json_is_object(md) || json_object_get(labels, LK_LABEL_OWNER))
+    return json_incref(obj);
+  json_t *copy = json_deep_copy(obj);
+  md = json_object_get(copy, "metadata");
+  labels = json_object_get(md, "labels");
+  if (!json_is_object(labels)) {
+    labels = json_object();
+    json_object_set_new(md, "labels", labels);
+  }
+  json_object_set_new(labels, LK_LABEL_OWNER, json_string(owner));
+  json_object_set_new(labels, LK_LABEL_MANAGED_BY, json_string(LK_MANAGED_BY));
+  return copy;
+}
+
+/* Defaults a CR read from a file the way the API server would on create. */
+static void default_cr(json_t *cr)
+{
+  json_t *md = json_object_get(cr, "metadata");
+  if (!json_is_object(md)) return;
+  if (!json_is_string(json_object_get(md, "namespace")))
+    json_object_set_new(md, "namespace", json_string("default"));
+  if (!json_is_integer(json_object_get(md, "generation")))
+    json_object_set_new(md, "generation", json_integer(1));
+}
+
+int lk_fixture_run(struct lk_engine *e, const char *path, const json_t *doc,
+                   struct lk_messages *fails, json_t **result)
+{
+  static const char *const fields[] = {"name",          "controller", "now",
+                                       "without_kinds", "input",      "input_path",
+                                       "observed",      "expect",     NULL};
+  if (result) *result = NULL;
+  const char *name = json_string_value(json_object_get(doc, "name"));
+  char label[300];
+  snprintf(label, sizeof(label), "%s: %s", path, name ? name : "(case without a name)");
+  if (!json_is_object(doc)) {
+    lk_messages_add(fails, "%s: a case must be a mapping", label);
+    return 1;
+  }
+  int bad = 0;
+  const char *key;
+  json_t *val;
+  json_object_foreach((json_t *)doc, key, val)
+  {
+    int ok = 0;
+    for (int i = 0; fields[i]; i++)
+      ok |= !strcmp(key, fields[i]);
+    if (!ok) {
+      lk_messages_add(fails, "%s: %s: unknown field", label, key);
+      bad = 1;
+    }
+  }
+  if (!name) {
+    lk_messages_add(fails, "%s: name: missing (one line shown by busted)", label);
+    bad = 1;
+  }
+  const char *cname = json_string_value(json_object_get(doc, "controller"));
+  const struct lk_controller_decl *c = cname ? lk_engine_controller(e, cname) : NULL;
+  if (!c) {
+    lk_messages_add(fails, "%s: controller: %s%s", label,
+                    cname ? "no controller named " : "missing", cname ? cname : "");
+    return 1;
+  }
+  if (!c->valid) {
+    lk_messages_add(fails, "%s: controller %s did not load (see the errors above)", label, cname);
+    return 1;
+  }
+  if (!json_object_get(doc, "expect")) {
+    lk_messages_add(fails, "%s: expect: missing", label);
+    bad = 1;
+  }
+  json_t *cr = NULL;
+  const json_t *input = json_object_get(doc, "input");
+  const char *input_path = json_string_value(json_object_get(doc, "input_path"));
+  char err[600];
+  if (input && input_path) {
+    lk_messages_add(fails, "%s: give input or input_path, not both", label);
+    bad = 1;
+  } else if (json_is_object(input))
+    cr = json_deep_copy(input);
+  else if (input_path) {
+    if (!(cr = load_input(path, input_path, c, err, sizeof(err)))) {
+      lk_messages_add(fails, "%s: %s", label, err);
+      bad = 1;
+    } else {
+      json_t *copy = json_deep_copy(cr);
+      json_decref(cr);
+      cr = copy;
+    }
+  } else {
+    lk_messages_add(fails, "%s: input: missing (a CR, or input_path)", label);
+    bad = 1;
+  }
+  if (cr) default_cr(cr);
+  struct lk_memsource *ms = lk_memsource_new();
+  for (size_t i = 0; i < c->nkinds; i++)
+    lk_memsource_declare(ms, c->kinds[i].api_version, c->kinds[i].kind);
+  if (cr && lk_memsource_add(ms, cr, err, sizeof(err)) != 0) {
+    lk_messages_add(fails, "%s: input: %s", label, err);
+    bad = 1;
+  }
+  size_t i;
+  char owner[64] = "";
+  if (cr) lk_owner_value(cr, owner);
+  json_array_foreach(json_object_get(doc, "observed"), i, val)
+  {
+    json_t *obj = adopt(val, c, owner);
+    int rc = lk_memsource_add(ms, obj, err, sizeof(err));
+    json_decref(obj);
+    if (rc != 0) {
+      lk_messages_add(fails, "%s: observed[%zu]: %s", label, i, err);
+      bad = 1;
+    }
+  }
+  json_array_foreach(json_object_get(doc, "without_kinds"), i, val)
+  {
+    const char *spec = json_string_value(val);
+    if (!spec || lk_memsource_without(ms, spec) != 0) {
+      lk_messages_add(fails, "%s: without_kinds[%zu]: expected \"apiVersion/Kind\"", label, i);
+      bad = 1;
+    }
+  }
+  const char *now = json_string_value(json_object_get(doc, "now"));
+  if (bad) {
+    lk_memsource_free(ms);
+    json_decref(cr);
+    return 1;
+  }
+
+  json_t *logs = json_array();
+  struct lk_reconcile_in in = {.controller = c,
+                               .cr = cr,
+                               .cache = lk_memsource_cache(ms),
+                               .discovery = lk_memsource_discovery(ms),
+                               .now = now ? now : FIXTURE_DEFAULT_NOW,
+                               .log = capture_log,
+                               .log_data = logs};
+  struct lk_result r;
+  int rc = lk_engine_reconcile(e, &in, &r);
+  json_t *rj = lk_result_to_json(&r);
+  json_object_set_new(rj, "logs", logs);
+  lk_result_free(&r);
+  lk_memsource_free(ms);
+  int failed = 0;
+  if (rc < 0) {
+    lk_messages_add(fails, "%s: input: %s", label, json_string_value(json_object_get(rj, "error")));
+    failed = 1;
+  } else {
+    json_t *list = match(json_object_get(doc, "expect"), rj, cr, err, sizeof(err));
+    if (!list) {
+      lk_messages_add(fails, "%s: %s", label, err);
+      failed = 1;
+    }
+    json_array_foreach(list, i, val)
+    {
+      lk_messages_add(fails, "%s: %s", label, json_string_value(val));
+      failed = 1;
+    }
+    json_decref(list);
+  }
+  json_decref(cr);
+  if (result)
+    *result = rj;
+  else
+    json_decref(rj);
+  return failed;
+}
+
+void lk_fixture_run_all(struct lk_engine *e, struct lk_messages *fails, size_t *ncases,
+                        size_t *nfailed)
+{
+  *ncases = *nfailed = 0;
+  size_t *per = calloc(e->ncontrollers + 1, sizeof(*per));
+  for (size_t f = 0; f < e->set->nfixtures; f++) {
+    char path[2 * PATH_MAX], err[600];
+    snprintf(path, sizeof(path), "%s/%s", e->set->dir, e->set->fixtures[f]);
+    json_t *docs = lk_fixture_load(path, err, sizeof(err));
+    if (!docs) {
+      lk_messages_add(fails, "%s", err);
+      (*nfailed)++;
+      continue;
+    }
+    size_t i;
+    json_t *doc;
+    json_array_foreach(docs, i, doc)
+    {
+      (*ncases)++;
+      if (lk_fixture_run(e, path, doc, fails, NULL) != 0) (*nfailed)++;
+      const char *cname = json_string_value(json_object_get(doc, "controller"));
+      for (size_t k = 0; cname && per && k < e->ncontrollers; k++)
+        if (!strcmp(e->controllers[k].name, cname)) per[k]++;
+    }
+    json_decref(docs);
+  }
+  for (size_t k = 0; per && k < e->ncontrollers; k++)
+    if (e->controllers[k].valid && per[k] == 0) {
+      lk_messages_add(fails, "%s: controller %s has no fixture case (add <folder>/fixtures/*.yaml)",
+                      e->set->dir ? e->set->dir : "scripts", e->controllers[k].name);
+      (*nfailed)++;
+    }
+  free(per);
+}

@@ -1,0 +1,39 @@
+/* fixture.h: runs the fixture cases of a script set (doc/architecture.md,
+ * "Fixture cases") through the production engine and sandbox, with the
+ * observed objects in an in-memory source (memsource.h), and compares the
+ * result with the case's expectations (fixture.lua, a trusted matcher
+ * embedded in the binary and run in its own plain lua_State).
+ *
+ * A fixture file holds one case per YAML document. Matching rules
+ * (doc/lua-api.md, "Fixture cases"): expected children are found by
+ * apiVersion, kind, namespace (default: the CR's) and name; listed fields are
+ * a subset of the actual ones; lists compare element-wise and must have the
+ * same length; `null` expects the field to be absent or null.
+ *
+ * Ownership: outputs are new references / owned strings for the caller. */
+#ifndef SCHEDSIM_LUA_FIXTURE_H
+#define SCHEDSIM_LUA_FIXTURE_H
+
+#include <jansson.h>
+
+#include "lua/engine.h"
+
+/* Loads a fixture file: a JSON array of its cases (new reference), or NULL
+ * with "path:line:col: message" in err. */
+json_t *lk_fixture_load(const char *path, char *err, size_t errlen);
+
+/* Runs one case (doc) of the fixture file at path (for input_path and
+ * messages). Failures are added to fails as "path: <case name>: message".
+ * When result is not NULL it receives the reconcile result as JSON
+ * (lk_result_to_json plus "logs"), or NULL when the case could not run.
+ * Returns 0 when the case passed, 1 when it failed. */
+int lk_fixture_run(struct lk_engine *e, const char *path, const json_t *doc,
+                   struct lk_messages *fails, json_t **result);
+
+/* Runs every case of every fixture file of e's script set, adding failures
+ * to fails; the counts go to *ncases and *nfailed. Also fails when a
+ * controller with a valid reconciler has no case. */
+void lk_fixture_run_all(struct lk_engine *e, struct lk_messages *fails, size_t *ncases,
+                        size_t *nfailed);
+
+#endif

@@ -1,0 +1,362 @@
+/* scriptset.c: loads a script set from a directory and an overlay, and
+ * hashes it (see scriptset.h). Plain C and POSIX directory walking; the
+ * digest comes from core/util.h. */
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "lua/scriptset.h"
+
+#define MAX_DEPTH 16
+#define MAX_FILE_BYTES (4 << 20)
+
+/* {====================================================================
+ * Names
+ * ===================================================================== */
+
+static int valid_component(const char *s, size_t n)
+{
+  if (n == 0) return 0;
+  for (size_t i = 0; i < n; i++) {
+    char c = s[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+          c == '-'))
+      return 0;
+  }
+  return 1;
+}
+
+/* 1 when name is "comp(.comp)*". */
+static int valid_module_name(const char *name)
+{
+  const char *p = name;
+  for (;;) {
+    const char *dot = strchr(p, '.');
+    size_t n = dot ? (size_t)(dot - p) : strlen(p);
+    if (!valid_component(p, n)) return 0;
+    if (!dot) return 1;
+    p = dot + 1;
+  }
+}
+
+int lk_module_name_from_key(const char *key, char *out, size_t outlen)
+{
+  size_t n = strlen(key);
+  if (n < 5 || strcmp(key + n - 4, ".lua") || n - 4 >= outlen) return -1;
+  memcpy(out, key, n - 4);
+  out[n - 4] = '\0';
+  return valid_module_name(out) ? 0 : -1;
+}
+
+/* }==================================================================== */
+
+/* {====================================================================
+ * Collecting files
+ * ===================================================================== */
+
+struct collect {
+  struct lk_scriptset *set;
+  size_t capmods, capfix;
+  char *err;
+  size_t errlen;
+};
+
+static char *read_file(const char *path, size_t *len)
+{
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  char *buf = NULL;
+  size_t cap = 0, n = 0;
+  for (;;) {
+    if (n + 4096 + 1 > cap) {
+      cap = cap ? cap * 2 : 8192;
+      char *nb = realloc(buf, cap);
+      if (!nb) break;
+      buf = nb;
+    }
+    size_t r = fread(buf + n, 1, cap - n - 1, f);
+    n += r;
+    if (r == 0 || n > MAX_FILE_BYTES) break;
+  }
+  int bad = ferror(f) || !buf || n > MAX_FILE_BYTES;
+  fclose(f);
+  if (bad) {
+    free(buf);
+    errno = errno ? errno : EFBIG;
+    return NULL;
+  }
+  buf[n] = '\0';
+  *len = n;
+  return buf;
+}
+
+static int add_module(struct collect *c, char *name, char *path, char *source, size_t len,
+                      int overlay)
+{
+  struct lk_scriptset *set = c->set;
+  if (set->nmods == c->capmods) {
+    size_t cap = c->capmods ? c->capmods * 2 : 32;
+    struct lk_module *m = realloc(set->mods, cap * sizeof(*m));
+    if (!m) return -1;
+    set->mods = m;
+    c->capmods = cap;
+  }
+  set->mods[set->nmods++] = (struct lk_module){name, path, source, len, overlay};
+  set->bytes += len;
+  return 0;
+}
+
+static int add_fixture(struct collect *c, const char *rel)
+{
+  struct lk_scriptset *set = c->set;
+  if (set->nfixtures == c->capfix) {
+    size_t cap = c->capfix ? c->capfix * 2 : 32;
+    char **f = realloc(set->fixtures, cap * sizeof(*f));
+    if (!f) return -1;
+    set->fixtures = f;
+    c->capfix = cap;
+  }
+  if (!(set->fixtures[set->nfixtures] = strdup(rel))) return -1;
+  set->nfixtures++;
+  return 0;
+}
+
+static int has_suffix(const char *s, const char *suf)
+{
+  size_t n = strlen(s), m = strlen(suf);
+  return n > m && !strcmp(s + n - m, suf);
+}
+
+/* Walks dir/rel (rel "" for the root), depth levels deep. */
+static int walk(struct collect *c, const char *rel, int depth)
+{
+  char path[2 * PATH_MAX];
+  snprintf(path, sizeof(path), "%s%s%s", c->set->dir, *rel ? "/" : "", rel);
+  if (depth > MAX_DEPTH) {
+    snprintf(c->err, c->errlen, "%s: directories nested too deep", path);
+    return -1;
+  }
+  DIR *d = opendir(path);
+  if (!d) {
+    snprintf(c->err, c->errlen, "%s: %s", path, strerror(errno));
+    return -1;
+  }
+  int rc = 0;
+  struct dirent *e;
+  int is_fixtures = depth == 2 && has_suffix(rel, "/fixtures");
+  while (rc == 0 && (e = readdir(d))) {
+    const char *n = e->d_name;
+    if (n[0] == '.') continue;
+    if (depth == 0 && !strcmp(n, "_meta")) continue;
+    char crel[PATH_MAX], cpath[2 * PATH_MAX];
+    if (snprintf(crel, sizeof(crel), "%s%s%s", rel, *rel ? "/" : "", n) >= (int)sizeof(crel))
+      continue;
+    snprintf(cpath, sizeof(cpath), "%s/%s", c->set->dir, crel);
+    struct stat st;
+    if (stat(cpath, &st) != 0) continue; /* dangling link */
+    if (S_ISDIR(st.st_mode)) {
+      if (is_fixtures) continue;
+      rc = walk(c, crel, depth + 1);
+      continue;
+    }
+    if (!S_ISREG(st.st_mode)) continue;
+    if (is_fixtures) {
+      if (has_suffix(n, ".yaml") || has_suffix(n, ".yml")) rc = add_fixture(c, crel);
+      continue;
+    }
+    if (!has_suffix(n, ".lua") || has_suffix(rel, "/fixtures") || !strcmp(rel, "fixtures"))
+      continue;
+    /* module name: path without ".lua", '/' -> '.' */
+    char name[PATH_MAX];
+    size_t len = strlen(crel) - 4;
+    memcpy(name, crel, len);
+    name[len] = '\0';
+    for (char *p = name; *p; p++)
+      if (*p == '/') *p = '.';
+    if (!valid_module_name(name)) {
+      snprintf(c->err, c->errlen,
+               "%s: not a valid module file name (components must be [A-Za-z0-9_-]+)", cpath);
+      rc = -1;
+      break;
+    }
+    size_t srclen;
+    char *src = read_file(cpath, &srclen);
+    if (!src) {
+      snprintf(c->err, c->errlen, "%s: %s", cpath, strerror(errno));
+      rc = -1;
+      break;
+    }
+    char *mname = strdup(name), *mpath = strdup(crel);
+    if (!mname || !mpath || add_module(c, mname, mpath, src, srclen, 0) != 0) {
+      free(mname), free(mpath), free(src);
+      snprintf(c->err, c->errlen, "%s: out of memory", cpath);
+      rc = -1;
+    }
+  }
+  closedir(d);
+  return rc;
+}
+
+/* }==================================================================== */
+
+static int cmp_modules(const void *a, const void *b)
+{
+  return strcmp(((const struct lk_module *)a)->name, ((const struct lk_module *)b)->name);
+}
+
+static int cmp_strings(const void *a, const void *b)
+{
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void free_module(struct lk_module *m)
+{
+  free(m->name);
+  free(m->path);
+  free(m->source);
+}
+
+/* Replaces or adds one overlay module. */
+static int apply_overlay(struct collect *c, const struct lk_overlay_entry *e, const char *origin)
+{
+  char name[512];
+  if (lk_module_name_from_key(e->key, name, sizeof(name)) != 0) {
+    if (!valid_module_name(e->key) || strlen(e->key) >= sizeof(name)) {
+      snprintf(c->err, c->errlen,
+               "%s%s%s: not a module key (expected <module>.lua, components [A-Za-z0-9_-]+)",
+               origin ? origin : "", origin ? ": " : "", e->key);
+      return -1;
+    }
+    snprintf(name, sizeof(name), "%s", e->key);
+  }
+  char path[600];
+  snprintf(path, sizeof(path), "%s%s%s.lua", origin ? origin : "overlay", ":", name);
+  char *src = malloc(e->len + 1);
+  char *mname = strdup(name), *mpath = strdup(path);
+  if (!src || !mname || !mpath) {
+    free(src), free(mname), free(mpath);
+    snprintf(c->err, c->errlen, "out of memory");
+    return -1;
+  }
+  memcpy(src, e->source, e->len);
+  src[e->len] = '\0';
+  for (size_t i = 0; i < c->set->nmods; i++) {
+    struct lk_module *m = &c->set->mods[i];
+    if (!strcmp(m->name, name)) {
+      c->set->bytes -= m->len;
+      free_module(m);
+      *m = (struct lk_module){mname, mpath, src, e->len, 1};
+      c->set->bytes += e->len;
+      return 0;
+    }
+  }
+  if (add_module(c, mname, mpath, src, e->len, 1) != 0) {
+    free(src), free(mname), free(mpath);
+    snprintf(c->err, c->errlen, "out of memory");
+    return -1;
+  }
+  return 0;
+}
+
+static void compute_revision(struct lk_scriptset *set)
+{
+  EVP_MD_CTX *md = EVP_MD_CTX_new();
+  unsigned char digest[32];
+  unsigned int dlen = 0;
+  EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+  for (size_t i = 0; i < set->nmods; i++) {
+    const struct lk_module *m = &set->mods[i];
+    char len[32];
+    int n = snprintf(len, sizeof(len), "%zu", m->len);
+    EVP_DigestUpdate(md, m->name, strlen(m->name) + 1);
+    EVP_DigestUpdate(md, len, (size_t)n + 1);
+    EVP_DigestUpdate(md, m->source, m->len);
+  }
+  EVP_DigestFinal_ex(md, digest, &dlen);
+  EVP_MD_CTX_free(md);
+  char *p = set->revision + sprintf(set->revision, "sha256:");
+  for (unsigned i = 0; i < dlen; i++)
+    p += sprintf(p, "%02x", digest[i]);
+}
+
+int lk_scriptset_load(const char *dir, const struct lk_overlay_entry *overlay, size_t noverlay,
+                      const char *origin, struct lk_scriptset **out, char *err, size_t errlen)
+{
+  struct lk_scriptset *set = calloc(1, sizeof(*set));
+  struct collect c = {set, 0, 0, err, errlen};
+  if (!set) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  if (dir) {
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/')
+      n--;
+    set->dir = strndup(dir, n);
+    if (!set->dir || walk(&c, "", 0) != 0) goto fail;
+  }
+  for (size_t i = 0; i < noverlay; i++)
+    if (apply_overlay(&c, &overlay[i], origin) != 0) goto fail;
+  qsort(set->mods, set->nmods, sizeof(*set->mods), cmp_modules);
+  qsort(set->fixtures, set->nfixtures, sizeof(*set->fixtures), cmp_strings);
+  compute_revision(set);
+  *out = set;
+  return 0;
+fail:
+  lk_scriptset_free(set);
+  return -1;
+}
+
+void lk_scriptset_free(struct lk_scriptset *set)
+{
+  if (!set) return;
+  for (size_t i = 0; i < set->nmods; i++)
+    free_module(&set->mods[i]);
+  for (size_t i = 0; i < set->nfixtures; i++)
+    free(set->fixtures[i]);
+  free(set->mods);
+  free(set->fixtures);
+  free(set->dir);
+  free(set);
+}
+
+const struct lk_module *lk_scriptset_find(const struct lk_scriptset *set, const char *name)
+{
+  struct lk_module key = {.name = (char *)name};
+  const struct lk_module *m = bsearch(&key, set->mods, set->nmods, sizeof(key), cmp_modules);
+  if (m) return m;
+  char init[512];
+  if (snprintf(init, sizeof(init), "%s.init", name) >= (int)sizeof(init)) return NULL;
+  key.name = init;
+  return bsearch(&key, set->mods, set->nmods, sizeof(key), cmp_modules);
+}
+
+static int has_controllers(const char *dir)
+{
+  char p[PATH_MAX];
+  snprintf(p, sizeof(p), "%s/controllers.lua", dir);
+  return access(p, R_OK) == 0;
+}
+
+const char *lk_scriptset_default_dir(char *buf, size_t buflen)
+{
+  char exe[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+  if (n <= 0) return NULL;
+  exe[n] = '\0';
+  char *slash = strrchr(exe, '/');
+  if (!slash) return NULL;
+  *slash = '\0';
+  snprintf(buf, buflen, "%s/scripts", exe);
+  if (has_controllers(buf)) return buf;
+  snprintf(buf, buflen, "%s/../share/schedsim-operator/scripts", exe);
+  if (has_controllers(buf)) return buf;
+  return NULL;
+}

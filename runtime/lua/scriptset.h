@@ -1,0 +1,68 @@
+/* scriptset.h: a script set (doc/architecture.md, "The script set"): the Lua
+ * modules of a directory, optionally overlaid by a map of module name ->
+ * source (a ConfigMap), its fixture files, and its content hash.
+ *
+ * Module names map to paths the usual Lua way: module "a.b" is file "a/b.lua"
+ * (and "a/init.lua" is also module "a"). In a ConfigMap the key is the module
+ * name plus ".lua": key "schedulerinstall.routing.lua" is module
+ * "schedulerinstall.routing". Name components are [A-Za-z0-9_-]+. The loader
+ * skips "_meta/" (LuaCATS stubs) and hidden entries, and collects
+ * "<folder>/fixtures/<case>.yaml" as fixture files.
+ *
+ * The revision ("sha256:<hex>") hashes every module of the effective set
+ * (after the overlay) in name order: name, NUL, source length, NUL, source.
+ * Fixtures are not part of it: they do not change what a reconcile does.
+ *
+ * Ownership: lk_scriptset_load returns an owned set (lk_scriptset_free);
+ * everything it points to belongs to it. Overlay inputs are copied. */
+#ifndef SCHEDSIM_LUA_SCRIPTSET_H
+#define SCHEDSIM_LUA_SCRIPTSET_H
+
+#include <stddef.h>
+
+struct lk_module {
+  char *name;   /* "simulatordeployment.reconcile" */
+  char *path;   /* chunk name: "simulatordeployment/reconcile.lua", or the
+                   overlay origin, e.g. "configmap:schedulerinstall.routing.lua" */
+  char *source; /* NUL-terminated */
+  size_t len;
+  int overlay; /* came from the overlay */
+};
+
+struct lk_overlay_entry {
+  const char *key;    /* "a.b.lua" or "a.b" */
+  const char *source; /* borrowed */
+  size_t len;
+};
+
+struct lk_scriptset {
+  char *dir;              /* absolute or as given; NULL for an overlay-only set */
+  struct lk_module *mods; /* sorted by name */
+  size_t nmods;
+  char **fixtures; /* paths relative to dir, sorted */
+  size_t nfixtures;
+  char revision[80]; /* "sha256:<64 hex>" */
+  size_t bytes;      /* total source bytes */
+};
+
+/* Loads dir (may be NULL: overlay only) and applies the overlay (origin
+ * names the overlay in chunk names, e.g. "configmap:ns/name"; may be NULL).
+ * Returns 0, or -1 with "file: message" in err (unreadable directory or file,
+ * invalid module file name, invalid overlay key). */
+int lk_scriptset_load(const char *dir, const struct lk_overlay_entry *overlay, size_t noverlay,
+                      const char *origin, struct lk_scriptset **out, char *err, size_t errlen);
+void lk_scriptset_free(struct lk_scriptset *set);
+
+/* The module named name (or name.init), or NULL. */
+const struct lk_module *lk_scriptset_find(const struct lk_scriptset *set, const char *name);
+
+/* Module name for a ConfigMap key: "a.b.lua" -> "a.b". Returns 0, or -1 when
+ * the key is not "<name>.lua" with valid components. */
+int lk_module_name_from_key(const char *key, char *out, size_t outlen);
+
+/* The bundled scripts directory: "<dir of the binary>/scripts" when it holds
+ * controllers.lua, else "<dir of the binary>/../share/schedsim-operator/scripts".
+ * Writes buf and returns it, or NULL when neither exists. */
+const char *lk_scriptset_default_dir(char *buf, size_t buflen);
+
+#endif
