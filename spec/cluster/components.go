@@ -60,6 +60,11 @@ func runKubectl(args []string) int {
 // runKwok is sigs.k8s.io/kwok/cmd/kwok's main; kwok parses os.Args itself.
 func runKwok(args []string) int {
 	os.Args = append([]string{"kwok"}, args...)
+	// The Kubernetes packages linked into this binary register a non-bool
+	// --version (component-base verflag) on pflag.CommandLine at init, and
+	// cobra merges pflag.CommandLine into kwok's root command, which then
+	// fails on its own bool --version. This process only runs kwok.
+	pflag.CommandLine = pflag.NewFlagSet("kwok", pflag.ExitOnError)
 	flagset := pflag.NewFlagSet("global", pflag.ContinueOnError)
 	flagset.ParseErrorsAllowlist.UnknownFlags = true
 	flagset.Usage = func() {}

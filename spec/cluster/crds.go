@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -127,7 +129,7 @@ func applyCRDFile(ctx context.Context, cs *apiextclient.Clientset, file string) 
 	for {
 		crd := &apiextensionsv1.CustomResourceDefinition{}
 		if err := dec.Decode(crd); err != nil {
-			if err.Error() == "EOF" {
+			if errors.Is(err, io.EOF) {
 				break
 			}
 			return nil, err

@@ -21,7 +21,7 @@ import (
 	"syscall"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
+	etcdserverpb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/server/v3/embed"
 	"golang.org/x/sys/unix"
 
@@ -88,13 +88,22 @@ type launcher struct {
 	stopCh   chan struct{}
 	stopOnce sync.Once
 	logMu    sync.Mutex
-	logOut   io.Writer
+	logOut   io.Writer // launcher.log (and stderr with -v)
+	verbose  bool
 }
 
 func (l *launcher) logf(format string, a ...any) {
 	l.logMu.Lock()
 	defer l.logMu.Unlock()
 	fmt.Fprintf(l.logOut, "%s schedsim-cluster: %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, a...))
+}
+
+// warnf logs to launcher.log and always to stderr.
+func (l *launcher) warnf(format string, a ...any) {
+	l.logf(format, a...)
+	if !l.verbose && l.logOut != io.Writer(os.Stderr) {
+		fmt.Fprintf(os.Stderr, "schedsim-cluster: %s\n", fmt.Sprintf(format, a...))
+	}
 }
 
 func (l *launcher) requestStop() { l.stopOnce.Do(func() { close(l.stopCh) }) }
@@ -105,9 +114,14 @@ func runUp(args []string) int {
 	crds := fs.String("crds", "none", "third-party CRDs to install: comma list of "+strings.Join(crdSetNames(), ",")+", or all, or none")
 	crdsDir := fs.String("crds-dir", os.Getenv("SCHEDSIM_THIRDPARTY_CRDS"), "directory holding the third-party CRDs (shared/thirdparty-crds)")
 	watchCache := fs.Bool("watch-cache", true, "run the apiserver with its watch cache")
-	readyTimeout := fs.Duration("ready-timeout", 240*time.Second, "give up if not ready after this long")
+	defTimeout := 600 * time.Second
+	if v, err := time.ParseDuration(os.Getenv("SCHEDSIM_CLUSTER_READY_TIMEOUT")); err == nil {
+		defTimeout = v
+	}
+	readyTimeout := fs.Duration("ready-timeout", defTimeout, "give up if not ready after this long (env SCHEDSIM_CLUSTER_READY_TIMEOUT)")
 	keepDir := fs.Bool("keep-dir", false, "do not remove the state dir on exit (debugging)")
 	dieWithParent := fs.Bool("die-with-parent", true, "stop when the parent process dies")
+	verbose := fs.Bool("v", false, "also log progress to stderr (always in DIR/logs/launcher.log)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -135,7 +149,7 @@ func runUp(args []string) int {
 	l := &launcher{
 		self: self, crdsDir: *crdsDir, crds: crdList, watchCache: *watchCache,
 		readyTimeout: *readyTimeout, keepDir: *keepDir,
-		procs: map[string]*proc{}, stopCh: make(chan struct{}), logOut: os.Stderr,
+		procs: map[string]*proc{}, stopCh: make(chan struct{}), logOut: os.Stderr, verbose: *verbose,
 	}
 
 	sigCh := make(chan os.Signal, 2)
@@ -143,6 +157,7 @@ func runUp(args []string) int {
 	go func() {
 		s := <-sigCh
 		l.logf("got %v, stopping", s)
+		signal.Stop(sigCh)
 		l.requestStop()
 	}()
 
@@ -168,7 +183,7 @@ func runUp(args []string) int {
 	err = l.start(ctx)
 	cancel()
 	if err != nil {
-		l.logf("start failed: %v", err)
+		l.warnf("start failed: %v", err)
 		l.dumpLogs()
 		l.shutdown()
 		return 1
@@ -183,7 +198,9 @@ func runUp(args []string) int {
 	return 0
 }
 
-func (l *launcher) path(elem ...string) string { return filepath.Join(append([]string{l.dir}, elem...)...) }
+func (l *launcher) path(elem ...string) string {
+	return filepath.Join(append([]string{l.dir}, elem...)...)
+}
 
 // prepareDir creates (or takes over) the state dir and locks it for the
 // lifetime of this process. The flock is what tells a later run whether the
@@ -229,7 +246,10 @@ func (l *launcher) prepareDir(dir, base string) error {
 		return err
 	}
 	if f, err := os.OpenFile(filepath.Join(l.logsDir, "launcher.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err == nil {
-		l.logOut = io.MultiWriter(os.Stderr, f)
+		l.logOut = f
+		if l.verbose {
+			l.logOut = io.MultiWriter(os.Stderr, f)
+		}
 	}
 	return nil
 }
@@ -396,7 +416,7 @@ func (l *launcher) startEtcd() error {
 		cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
 		cfg.UnsafeNoFsync = true
 		cfg.Logger = "zap"
-		cfg.LogLevel = "warn"
+		cfg.LogLevel = "error"
 		cfg.LogOutputs = []string{filepath.Join(l.logsDir, "etcd.log")}
 		cfg.WatchProgressNotifyInterval = 5 * time.Second
 		e, err := embed.StartEtcd(cfg)
@@ -443,6 +463,8 @@ func (l *launcher) apiserverArgs() []string {
 		"--enable-priority-and-fairness=false",
 		"--allow-privileged=true",
 		"--profiling=false",
+		// Close watches on SIGTERM instead of waiting for them (restarts).
+		"--shutdown-watch-termination-grace-period=2s",
 		"--watch-cache=" + strconv.FormatBool(l.watchCache),
 		"--audit-policy-file=" + l.path("audit-policy.yaml"),
 		"--audit-log-path=" + l.path("audit.log"),
@@ -492,6 +514,8 @@ func (l *launcher) startOthers() error {
 			"--node-port=" + strconv.Itoa(l.kwokPort),
 			"--server-address=127.0.0.1:" + strconv.Itoa(l.kwokPort),
 			"--node-lease-duration-seconds=40",
+			"--node-ip=10.0.0.10",
+			"--cidr=10.244.0.1/16",
 		}},
 	}
 	for _, c := range comps {
@@ -535,7 +559,7 @@ func (l *launcher) spawnLocked(name string, args []string) (*proc, error) {
 		if p.intentional.Load() || l.stopping.Load() {
 			return
 		}
-		l.logf("%s exited unexpectedly (%v); see %s", name, err, filepath.Join(l.logsDir, name+".log"))
+		l.warnf("%s exited unexpectedly (%v); see %s", name, err, filepath.Join(l.logsDir, name+".log"))
 		if l.ready.Load() {
 			go l.respawn(p)
 		}
@@ -712,7 +736,7 @@ func (l *launcher) restartAPIServer(ctx context.Context, hard bool) error {
 	if hard {
 		sig = syscall.SIGKILL
 	}
-	l.stopProc(l.procs["apiserver"], sig, 30*time.Second)
+	l.stopProc(l.procs["apiserver"], sig, 10*time.Second)
 	var p *proc
 	var err error
 	for attempt := 0; attempt < 20; attempt++ {
@@ -753,17 +777,13 @@ func (l *launcher) restartControlPlane(ctx context.Context) error {
 // the apiserver so that all current watches are cut and resumed with their
 // old resourceVersion, which now gets 410 Gone. Caller holds l.mu.
 func (l *launcher) compact(ctx context.Context, noRestart bool) (int64, error) {
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{l.etcdURL}, DialTimeout: 5 * time.Second, Logger: nil})
+	put, err := l.etcd.Server.Put(ctx, &etcdserverpb.PutRequest{
+		Key: []byte("/schedsim-cluster/compact-bump"), Value: []byte(time.Now().String())})
 	if err != nil {
 		return 0, err
 	}
-	defer cli.Close()
-	resp, err := cli.Put(ctx, "/schedsim-cluster/compact-bump", time.Now().String())
-	if err != nil {
-		return 0, err
-	}
-	rev := resp.Header.Revision
-	if _, err := cli.Compact(ctx, rev, clientv3.WithCompactPhysical()); err != nil {
+	rev := put.Header.Revision
+	if _, err := l.etcd.Server.Compact(ctx, &etcdserverpb.CompactionRequest{Revision: rev, Physical: true}); err != nil {
 		return 0, err
 	}
 	l.logf("etcd compacted at revision %d", rev)

@@ -31,7 +31,7 @@ func usage() {
 	fmt.Fprintf(os.Stderr, `usage: schedsim-cluster COMMAND [ARGS...]
 
 commands:
-  up [--dir DIR] [--crds LIST] [--crds-dir DIR] [--watch-cache=false] [--ready-timeout 180s]
+  up [--dir DIR] [--crds LIST] [--crds-dir DIR] [--watch-cache=false] [--ready-timeout 600s]
       start the control plane, print one ready line, run until SIGTERM/SIGINT or "ctl stop"
   ctl [--dir DIR] (status|restart-apiserver [--hard]|restart-control-plane|compact [--no-restart]|install-crds LIST|stop)
   apiserver|controller-manager|scheduler|kwok|kubectl ARGS...   run one component (used by "up")

@@ -22,7 +22,7 @@ import (
 // it is restarted.
 type pki struct {
 	CACert, ServingCert, ServingKey, SAKey, SAPub string
-	CAData                                          []byte
+	CAData                                        []byte
 }
 
 func newKey() (*ecdsa.PrivateKey, []byte, error) {
