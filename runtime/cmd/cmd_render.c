@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 
 #include "cmd/cmd.h"
+#include "cmd/diff_schema.h"
 #include "core/json.h"
 #include "core/yaml.h"
 #include "lua/engine.h"
@@ -41,11 +42,13 @@ static void usage(FILE *out)
 {
   fprintf(out, "usage: schedsim-operator render -f CR.yaml [-f MORE.yaml]... [--scripts DIR]\n"
                "         [--observed DIR|FILE]... [--without-kind apiVersion/Kind]...\n"
-               "         [-o yaml|json] [--now RFC3339]\n\n"
+               "         [-o yaml|json] [--now RFC3339] [--crds DIR]\n\n"
                "Prints the children the scripts would apply for the CRs, and the status they\n"
                "would write, without a cluster. --observed adds objects to the cache (children\n"
                "with status, pools, routes ...); --without-kind makes discovery say a kind is\n"
-               "not served.\n");
+               "not served. The CRs are checked against the structural schema of their CRD\n"
+               "(types, unknown fields, enums, bounds) from --crds DIR, default the crds/\n"
+               "directory beside the script set, when there is one.\n");
 }
 
 /* Loads the documents of one file into *out (appending). Returns 0 or -1
@@ -190,14 +193,18 @@ static const struct lk_controller_decl *check_cr(struct lk_engine *e, const char
 
 int cmd_render(int argc, char **argv)
 {
-  static const struct option opts[] = {
-      {"filename", required_argument, NULL, 'f'}, {"scripts", required_argument, NULL, 's'},
-      {"observed", required_argument, NULL, 'O'}, {"without-kind", required_argument, NULL, 'w'},
-      {"output", required_argument, NULL, 'o'},   {"now", required_argument, NULL, 'n'},
-      {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
+  static const struct option opts[] = {{"filename", required_argument, NULL, 'f'},
+                                       {"scripts", required_argument, NULL, 's'},
+                                       {"observed", required_argument, NULL, 'O'},
+                                       {"without-kind", required_argument, NULL, 'w'},
+                                       {"output", required_argument, NULL, 'o'},
+                                       {"now", required_argument, NULL, 'n'},
+                                       {"crds", required_argument, NULL, 'c'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
   const char *files[MAX_ARGS], *observed[MAX_ARGS], *without[MAX_ARGS];
   size_t nfiles = 0, nobserved = 0, nwithout = 0;
-  const char *dir = NULL, *output = "yaml", *now = NULL;
+  const char *dir = NULL, *output = "yaml", *now = NULL, *crds = NULL;
   int c;
   optind = 1;
   while ((c = getopt_long(argc, argv, "f:o:h", opts, NULL)) != -1) {
@@ -219,6 +226,9 @@ int cmd_render(int argc, char **argv)
       break;
     case 'n':
       now = optarg;
+      break;
+    case 'c':
+      crds = optarg;
       break;
     case 'h':
       usage(stdout);
@@ -248,9 +258,23 @@ int cmd_render(int argc, char **argv)
     fprintf(stderr, "schedsim-operator render: %s\n", err);
     return 2;
   }
+  /* CRD schemas: --crds, else crds/ beside the script set (repo, build tree) */
+  struct ds_schemas *schemas = NULL;
+  char crdbuf[PATH_MAX + 8];
+  struct stat cst;
+  snprintf(crdbuf, sizeof(crdbuf), "%s/../crds", dir);
+  if (!crds && stat(crdbuf, &cst) == 0 && S_ISDIR(cst.st_mode)) crds = crdbuf;
+  if (crds && !(schemas = ds_load_dir(crds, err, sizeof(err)))) {
+    fprintf(stderr, "schedsim-operator render: --crds %s\n", err);
+    lk_scriptset_free(set);
+    return 2;
+  }
   struct lk_engine *e;
   struct lk_messages msgs = {0};
-  if (lk_engine_new(set, NULL, &e, &msgs) < 0) return 1;
+  if (lk_engine_new(set, NULL, &e, &msgs) < 0) {
+    ds_free(schemas);
+    return 1;
+  }
   for (size_t i = 0; i < msgs.n; i++)
     fprintf(stderr, "%s/%s\n", dir, msgs.v[i]);
   lk_messages_free(&msgs);
@@ -290,6 +314,11 @@ int cmd_render(int argc, char **argv)
       if (rc) break;
       const struct lk_controller_decl *ctl = check_cr(e, files[f], k + 1, d);
       if (!ctl) {
+        rc = 2;
+        break;
+      }
+      if (ds_check(schemas, d, err, sizeof(err)) != 0) {
+        fprintf(stderr, "schedsim-operator render: %s: document %zu: %s\n", files[f], k + 1, err);
         rc = 2;
         break;
       }
@@ -376,5 +405,6 @@ int cmd_render(int argc, char **argv)
   json_decref(statuses);
   lk_memsource_free(ms);
   lk_engine_free(e);
+  ds_free(schemas);
   return rc;
 }
