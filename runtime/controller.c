@@ -47,6 +47,7 @@
 #include "core/workqueue.h"
 #include "lua/check.h"
 #include "lua/engine.h"
+#include "lua/reload.h"
 
 #define DEFAULT_RESYNC 600.0
 #define DEFAULT_MAX_INFLIGHT 16
@@ -157,6 +158,7 @@ struct ctl {
 struct controllers {
   struct k8s_manager *m;
   struct lk_engine *engine;
+  struct k8s_reload *reload; /* --scripts-configmap, or NULL */
   struct ctl *ctls;
   size_t nctls;
   struct lk_cache_source cache;
@@ -715,6 +717,8 @@ static void process(struct k8s_loop *loop, void *data)
   struct ctl *c = data;
   c->tick_pending = 0;
   if (!c->started) return;
+  /* the scripts ConfigMap decides the set first (reload_ready schedules) */
+  if (c->all->reload && !k8s_reload_synced(c->all->reload)) return;
   run_maps(c);
   k8s_workqueue_tick(c->q, now_mono());
   int n = 0;
@@ -885,6 +889,90 @@ static void discovery_changed(struct k8s_discovery *d, void *data)
 /* }==================================================================== */
 
 /* {====================================================================
+ * Hot reload (runtime/lua/reload.h)
+ * ===================================================================== */
+
+static int same_gvk(const struct lk_gvk *a, const struct lk_gvk *b)
+{
+  return !strcmp(a->api_version, b->api_version) && !strcmp(a->kind, b->kind);
+}
+
+/* The informers and their handlers follow controllers.lua as loaded at
+ * start: a new set may change modules and map functions, not the
+ * controllers or their kinds (same names, for_, owns and watches kinds, in
+ * the same order). Returns 1 when e declares what runs, else 0 with why. */
+static int same_controllers(const struct lk_engine *cur, const struct lk_engine *e, char *why,
+                            size_t len)
+{
+  const char *what = NULL, *name = "";
+  if (e->ncontrollers != cur->ncontrollers) what = "count";
+  for (size_t i = 0; !what && i < cur->ncontrollers; i++) {
+    const struct lk_controller_decl *a = &cur->controllers[i], *b = &e->controllers[i];
+    name = a->name;
+    if (strcmp(a->name, b->name))
+      what = "name";
+    else if (!same_gvk(&a->for_, &b->for_))
+      what = "for_";
+    else if (a->nowns != b->nowns)
+      what = "owns";
+    else if (a->nwatches != b->nwatches)
+      what = "watches";
+    for (size_t k = 0; !what && k < a->nowns; k++)
+      if (!same_gvk(&a->owns[k], &b->owns[k])) what = "owns";
+    for (size_t k = 0; !what && k < a->nwatches; k++)
+      if (!same_gvk(&a->watches[k].gvk, &b->watches[k].gvk)) what = "watches";
+  }
+  if (!what) return 1;
+  if (!*name)
+    snprintf(why, len, "controllers.lua: declares %zu controllers, %zu are running",
+             e->ncontrollers, cur->ncontrollers);
+  else
+    snprintf(why, len, "controllers.lua: controller %s: %s differs from the running one", name,
+             what);
+  snprintf(why + strlen(why), len - strlen(why),
+           "; a change of the controllers or of their kinds needs a restart of the operator");
+  return 0;
+}
+
+/* reload.h swap hook: between two reconciles (a loop callback), point every
+ * controller at e's declarations, free the old engine (keys with writes in
+ * flight only need their ctl), and enqueue every CR. */
+static int swap_engine(struct lk_engine *e, void *data, char *why, size_t len)
+{
+  struct controllers *all = data;
+  if (!same_controllers(all->engine, e, why, len)) return -1;
+  for (size_t i = 0; i < all->nctls; i++) {
+    struct ctl *c = &all->ctls[i];
+    const struct lk_controller_decl *d = &e->controllers[i];
+    c->decl = d;
+    for (size_t k = 0; k < c->nkinds; k++) {
+      struct kinfo *ki = &c->kinds[k];
+      ki->gvk = ki->role == ROLE_CR     ? &d->for_
+                : ki->role == ROLE_OWNS ? &d->owns[ki->index]
+                                        : &d->watches[ki->index].gvk;
+    }
+  }
+  const char *old[] = {all->engine->set->revision}, *cur[] = {e->set->revision};
+  k8s_metric_remove(all->mx.revision, old);
+  k8s_metric_set(all->mx.revision, cur, 1);
+  lk_engine_free(all->engine);
+  all->engine = e;
+  for (size_t i = 0; i < all->nctls; i++)
+    enqueue_all(&all->ctls[i], K8S_PRIORITY_LOW);
+  return 0;
+}
+
+/* reload.h ready hook: the ConfigMap decided the set; start processing. */
+static void reload_ready(void *data)
+{
+  struct controllers *all = data;
+  for (size_t i = 0; i < all->nctls; i++)
+    schedule(&all->ctls[i]);
+}
+
+/* }==================================================================== */
+
+/* {====================================================================
  * Runnable
  * ===================================================================== */
 
@@ -992,9 +1080,11 @@ static void free_all(void)
       json_decref(c->mapq[j].obj);
     free(c->mapq);
     free(c->kinds);
+    free((char *)c->runnable.name);
     k8s_workqueue_free(c->q);
   }
   free(all->ctls);
+  k8s_reload_free(all->reload);
   lk_engine_free(all->engine);
   free(all);
   g_controllers = NULL;
@@ -1009,9 +1099,6 @@ int k8s_controllers_add(struct k8s_manager *m, const struct k8s_controllers_opti
     snprintf(err, errlen, "no scripts beside the binary; use --scripts DIR");
     return 2;
   }
-  if (o->scripts_configmap)
-    k8s_log(K8S_LOG_WARN, "--scripts-configmap is not supported yet; using the directory only",
-            "configmap", o->scripts_configmap, NULL);
   struct lk_scriptset *set;
   if (lk_scriptset_load(dir, NULL, 0, NULL, &set, err, errlen) != 0) return 2;
   struct lk_engine_opts eo = {
@@ -1061,7 +1148,7 @@ int k8s_controllers_add(struct k8s_manager *m, const struct k8s_controllers_opti
     for (size_t k = 0; k < d->nwatches; k++)
       c->kinds[c->nkinds++] = (struct kinfo){c, &d->watches[k].gvk, ROLE_WATCH, k, NULL, 0};
     c->cr = &c->kinds[0];
-    c->runnable = (struct k8s_runnable){.name = d->name,
+    c->runnable = (struct k8s_runnable){.name = strdup(d->name), /* outlives a reload */
                                         .needs_leader = true,
                                         .setup = ctl_setup,
                                         .start = ctl_start,
@@ -1071,6 +1158,12 @@ int k8s_controllers_add(struct k8s_manager *m, const struct k8s_controllers_opti
     if (k8s_manager_add_runnable(m, &c->runnable) != 0) return 1;
   }
   k8s_discovery_on_change(k8s_manager_discovery(m), discovery_changed, all);
+  if (o->scripts_configmap) {
+    struct k8s_reload_options ro = {o->scripts_configmap, dir, eo, engine->set->revision};
+    struct k8s_reload_hooks h = {swap_engine, reload_ready, all};
+    int rc = k8s_reload_new(m, &ro, &h, &all->reload, err, errlen);
+    if (rc) return rc;
+  }
   k8s_manager_set_ready(m, "scripts", true);
   k8s_log(K8S_LOG_INFO, "script set loaded", "scripts", dir, "revision", engine->set->revision,
           NULL);
