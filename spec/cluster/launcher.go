@@ -183,8 +183,13 @@ func runUp(args []string) int {
 	err = l.start(ctx)
 	cancel()
 	if err != nil {
-		l.warnf("start failed: %v", err)
-		l.dumpLogs()
+		select {
+		case <-l.stopCh: // interrupted while starting
+			l.logf("start interrupted: %v", err)
+		default:
+			l.warnf("start failed: %v", err)
+			l.dumpLogs()
+		}
 		l.shutdown()
 		return 1
 	}
