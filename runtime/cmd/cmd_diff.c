@@ -408,7 +408,8 @@ static int cmp_section(const void *a, const void *b)
 /* Writes the sections of one CR (the CR's own first) and frees them. */
 static void flush_sections(struct output *o)
 {
-  qsort(o->v, o->n, sizeof(*o->v), cmp_section);
+  if (o->n) /* qsort(NULL, 0, …) is undefined behaviour */
+    qsort(o->v, o->n, sizeof(*o->v), cmp_section);
   for (size_t i = 0; i < o->n; i++) {
     if (o->v[i].text) fputs(o->v[i].text, stdout);
     free(o->v[i].sortkey);

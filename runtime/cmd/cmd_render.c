@@ -116,7 +116,7 @@ static int load_observed(const char *path, json_t *out)
     names[n++] = strdup(e->d_name);
   }
   closedir(d);
-  qsort(names, n, sizeof(*names), cmp_names);
+  if (n > 1) qsort(names, n, sizeof(*names), cmp_names);
   int rc = 0;
   for (size_t i = 0; i < n; i++) {
     char p[2 * PATH_MAX];
@@ -378,7 +378,7 @@ int cmd_render(int argc, char **argv)
     json_t **v = calloc(n + 1, sizeof(*v));
     for (size_t i = 0; i < n; i++)
       v[i] = json_array_get(children, i);
-    qsort(v, n, sizeof(*v), cmp_children);
+    if (n > 1) qsort(v, n, sizeof(*v), cmp_children);
     json_t *all = json_array();
     for (size_t i = 0; i < n; i++)
       json_array_append(all, v[i]);

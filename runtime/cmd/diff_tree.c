@@ -207,7 +207,7 @@ static const char **keys_of(const json_t *a, const json_t *b, size_t *n)
   {
     if (!json_object_get(a, key)) v[k++] = key;
   }
-  qsort(v, k, sizeof(*v), cmp_str);
+  if (k > 1) qsort(v, k, sizeof(*v), cmp_str);
   *n = k;
   return v;
 }

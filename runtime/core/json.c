@@ -175,7 +175,7 @@ static void dump_value(struct k8s_buf *b, const json_t *v, int flags, int depth)
       kvs[i].len = json_object_iter_key_len(it);
       kvs[i].value = json_object_iter_value(it);
     }
-    if (flags & K8S_JSON_SORT_KEYS) qsort(kvs, i, sizeof *kvs, kv_cmp);
+    if ((flags & K8S_JSON_SORT_KEYS) && i > 1) qsort(kvs, i, sizeof *kvs, kv_cmp);
     k8s_buf_addc(b, '{');
     for (size_t j = 0; j < i; j++) {
       if (j) k8s_buf_addc(b, ',');

@@ -411,7 +411,7 @@ char *k8s_metrics_render(struct k8s_metrics *m, size_t *len)
   n = 0;
   for (struct k8s_metric *mt = m->metrics; mt; mt = mt->next)
     arr[n++] = mt;
-  qsort(arr, n, sizeof *arr, metric_cmp);
+  if (n > 1) qsort(arr, n, sizeof *arr, metric_cmp);
   for (size_t i = 0; i < n; i++)
     render_metric(&b, arr[i]);
   pthread_mutex_unlock(&m->mu);

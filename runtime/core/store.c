@@ -267,7 +267,7 @@ static struct k8s_object *build_object(struct k8s_store *s, const json_t *obj, c
       }
       li++;
     }
-  qsort(lab, li, sizeof *lab, label_cmp);
+  if (li > 1) qsort(lab, li, sizeof *lab, label_cmp);
   o->labels = lab;
   o->nlabels = li;
 
@@ -689,7 +689,7 @@ static size_t collect(const struct k8s_strmap *m, const struct k8s_object *one, 
     free(arr);
     return 0;
   }
-  qsort(arr, n, sizeof *arr, obj_cmp);
+  if (n > 1) qsort(arr, n, sizeof *arr, obj_cmp);
   *out = arr;
   return n;
 }

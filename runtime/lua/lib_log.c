@@ -77,7 +77,7 @@ static int emit(lua_State *L, enum k8s_log_level level, int v)
       }
       lua_pop(L, 1);
     }
-    qsort(fields + first, n - first, sizeof(fields[0]), cmp_keys);
+    if (n - first > 1) qsort(fields + first, n - first, sizeof(fields[0]), cmp_keys);
   }
   if (ctx && ctx->log)
     ctx->log(ctx->log_data, level, v, msg, fields, n);

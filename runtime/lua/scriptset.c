@@ -304,8 +304,8 @@ int lk_scriptset_load(const char *dir, const struct lk_overlay_entry *overlay, s
   }
   for (size_t i = 0; i < noverlay; i++)
     if (apply_overlay(&c, &overlay[i], origin) != 0) goto fail;
-  qsort(set->mods, set->nmods, sizeof(*set->mods), cmp_modules);
-  qsort(set->fixtures, set->nfixtures, sizeof(*set->fixtures), cmp_strings);
+  if (set->nmods > 1) qsort(set->mods, set->nmods, sizeof(*set->mods), cmp_modules);
+  if (set->nfixtures > 1) qsort(set->fixtures, set->nfixtures, sizeof(*set->fixtures), cmp_strings);
   compute_revision(set);
   *out = set;
   return 0;
