@@ -657,9 +657,12 @@ local function steady(seconds)
   for _, x in ipairs((m0 or {}).rest_client_requests_total or {}) do
     if x.labels.method ~= "GET" then rest = rest - x.value end
   end
+  local recs = reconciles(m1) - reconciles(m0)
+  local rt = L.metric_sum(m1, "controller_runtime_reconcile_time_seconds_sum", { controller = "simulatordeployment" })
+    - L.metric_sum(m0, "controller_runtime_reconcile_time_seconds_sum", { controller = "simulatordeployment" })
   return {
     seconds = t1 - t0, writes = total, by = writes, rest_client_writes = rest,
-    cpu = cpu1 - cpu0, reconciles = reconciles(m1) - reconciles(m0),
+    cpu = cpu1 - cpu0, reconciles = recs, reconcile_time_mean = recs > 0 and rt / recs or nil,
   }
 end
 
@@ -836,6 +839,7 @@ local function phase_cluster()
   local ok, err = pcall(function()
     L.sleep(3)
     out.rss_idle = rss_median(5)
+    out.rss_idle_parts = L.rss_parts(OP.pid)
     out.objects_idle = count_cached()
     L.log("idle RSS %s, %d objects cached", L.fmt_mib(out.rss_idle), out.objects_idle)
 
@@ -848,6 +852,7 @@ local function phase_cluster()
       out.steady = steady(CFG.steady_s)
       L.log("steady state: %d writes, %.2f CPU s", out.steady.writes, out.steady.cpu)
       out.rss_full = rss_median(5)
+      out.rss_full_parts = L.rss_parts(OP.pid)
       out.rss_peak = peak_rss()
       local by
       out.objects_full, by = count_cached()
@@ -977,27 +982,29 @@ local function phase_report()
     L.fmt_dur(lat.write_p50), L.fmt_dur(lat.write_p95))
   p("| 1 | CR created → status with Ready=True written, p50 / p95 (kwok pods) | %s / %s | | |",
     L.fmt_dur(lat.ready_p50), L.fmt_dur(lat.ready_p95))
+  -- the ratio of each operator run to the floor run next to it (same load),
+  -- then the median; and the API server's CPU seconds over both windows
   local function burst_row(label, ops, floors)
-    local ot, ft, oc, fc = {}, {}, {}, {}
+    local ot, ft, ratios, oc, fc = {}, {}, {}, {}, {}
     local complete = #ops > 0
-    for _, r in ipairs(ops) do
+    for i, r in ipairs(ops) do
+      local f = floors[i]
       ot[#ot + 1] = r.seconds
-      oc[#oc + 1] = (r.cp_cpu or {}).apiserver
       complete = complete and r.complete
+      if f and f.seconds and f.seconds > 0 then ratios[#ratios + 1] = r.seconds / f.seconds end
+      oc[#oc + 1] = (r.cp_cpu or {}).apiserver
+      ft[#ft + 1] = f and f.seconds
+      fc[#fc + 1] = f and (f.cp_cpu or {}).apiserver
     end
-    for _, r in ipairs(floors) do
-      ft[#ft + 1] = r.seconds
-      fc[#fc + 1] = (r.cp_cpu or {}).apiserver
-    end
-    local o, f = L.median(ot), L.median(ft)
-    local ratio = (o and f and f > 0) and o / f or nil
+    local ratio = L.median(ratios)
     local co, cf = L.median(oc), L.median(fc)
-    p("| 2 | burst %s: operator / floor (**ratio**); API-server CPU s operator / floor | %s / %s (**%s**)%s; "
-      .. "%s / %s | ratio ≤ 1.2 | %s |", label, L.fmt_dur(o), L.fmt_dur(f), f2(ratio),
-      complete and "" or " — incomplete!", co and string.format("%.1f", co) or "—",
-      cf and string.format("%.1f", cf) or "—", verdict(ratio, 1.2))
+    p("| 2 | burst %s: operator / floor, **ratio** (median of the paired ratios); API-server CPU s operator / floor "
+      .. "| %s / %s, **%s**%s; CPU %s / %s (%s) | ratio ≤ 1.2 | %s |", label, L.fmt_dur(L.median(ot)),
+      L.fmt_dur(L.median(ft)), f2(ratio), complete and "" or " — incomplete!", co and string.format("%.1f", co) or "—",
+      cf and string.format("%.1f", cf) or "—", (co and cf and cf > 0) and ("×" .. f2(co / cf)) or "—",
+      verdict(ratio, 1.2))
   end
-  burst_row(string.format("N=%d, median of %d", CFG.small_n, #(op.small or {})), op.small or {}, op.floor_small or {})
+  burst_row(string.format("N=%d, %d runs", CFG.small_n, #(op.small or {})), op.small or {}, op.floor_small or {})
   burst_row(string.format("N=%d, 1 run", large_n), { op.large }, { op.floor_large })
   local st = op.steady or {}
   local by = {}
@@ -1006,14 +1013,19 @@ local function phase_report()
   p("| 3 | operator writes in %s with %s reconciled CRs, nothing changing (audit) | %s%s | 0 | %s |",
     st.seconds and string.format("%.0f s", st.seconds) or "—", tostring(op.crs_full or "?"),
     tostring(st.writes or "—"), #by > 0 and (" (" .. table.concat(by, ", ") .. ")") or "", verdict(st.writes, 0))
-  p("| 4 | RSS idle (%s objects cached) | %s | ≤ 8 MiB | %s |", tostring(op.objects_idle or "?"),
-    L.fmt_mib(op.rss_idle), verdict(op.rss_idle, 8 * 1048576))
+  local ip = op.rss_idle_parts
+  p("| 4 | RSS idle (%s objects cached)%s | %s | ≤ 8 MiB | %s |", tostring(op.objects_idle or "?"),
+    ip and string.format("; anonymous %s + file-backed %s (the shared libraries' pages)", L.fmt_mib(ip.anon),
+      L.fmt_mib(ip.file)) or "", L.fmt_mib(op.rss_idle), verdict(op.rss_idle, 8 * 1048576))
   local per_obj
   if op.rss_full and op.rss_idle and op.objects_full and op.objects_idle and op.objects_full > op.objects_idle then
     per_obj = (op.rss_full - op.rss_idle) / (op.objects_full - op.objects_idle)
   end
-  p("| 4 | RSS with %s CRs and their children cached, %s objects in all (peak during the burst %s) | %s | | |",
-    tostring(op.crs_full or "?"), tostring(op.objects_full or "?"), L.fmt_mib(op.rss_peak), L.fmt_mib(op.rss_full))
+  local fp = op.rss_full_parts
+  p("| 4 | RSS with %s CRs and their children cached, %s objects in all (peak during the burst %s)%s | %s | | |",
+    tostring(op.crs_full or "?"), tostring(op.objects_full or "?"), L.fmt_mib(op.rss_peak),
+    fp and string.format("; anonymous %s + file-backed %s", L.fmt_mib(fp.anon), L.fmt_mib(fp.file)) or "",
+    L.fmt_mib(op.rss_full))
   p("| 4 | bytes per cached object (ΔRSS / Δobjects) | %s | ≤ 3 KiB | %s |",
     per_obj and string.format("%.2f KiB", per_obj / 1024) or "—", verdict(per_obj, 3072))
   local cpr = {}
@@ -1058,9 +1070,9 @@ local function phase_report()
     local function cs(x) return x and string.format("%.1f s", x) or "—" end
     p("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s | %s / %s | %s |", name, L.fmt_dur(o.seconds),
       L.fmt_dur(f and f.seconds), (f and f.seconds and f.seconds > 0) and f2(o.seconds / f.seconds) or "—",
-      cs(o.cpu), tostring(o.reconciles or "—"), L.fmt_dur(o.cpu_per_reconcile), L.fmt_dur(o.reconcile_time_mean),
-      L.fmt_dur(o.patch_latency_mean), cs(oc.apiserver), cs(fc.apiserver), cs(oc.launcher), cs(fc.launcher),
-      loads({ o, f }))
+      cs(o.cpu), o.reconciles and string.format("%d", o.reconciles) or "—", L.fmt_dur(o.cpu_per_reconcile),
+      L.fmt_dur(o.reconcile_time_mean), L.fmt_dur(o.patch_latency_mean), cs(oc.apiserver), cs(fc.apiserver),
+      cs(oc.launcher), cs(fc.launcher), loads({ o, f }))
   end
   for i, o in ipairs(op.small or {}) do detail(string.format("N=%d #%d", o.n, i), o, (op.floor_small or {})[i]) end
   detail(string.format("N=%d", large_n), op.large, op.floor_large)
@@ -1084,9 +1096,12 @@ local function phase_report()
   p("- floor: every request got a 2xx: %s; operator writes to the floor's namespaces after its restart: %d.",
     tostring((op.floor_large or {}).failed == 0), touched)
   if st.cpu then
-    p("- steady state: %.2f operator CPU s in %.0f s (%s reconciles), rest_client non-GET requests %s; "
-      .. "%s of %s Deployments had their pod ready when the window began.", st.cpu, st.seconds,
-      tostring(st.reconciles), tostring(st.rest_client_writes), tostring(op.ready_before_steady), tostring(large_n))
+    p("- steady state: %.2f operator CPU s in %.0f s (%d reconciles%s%s), rest_client "
+      .. "non-GET requests %d; %s of %s Deployments had their pod ready when the window began.", st.cpu, st.seconds,
+      st.reconciles or 0, (st.reconciles or 0) > 0 and ": the periodic resync" or "",
+      st.reconcile_time_mean and (", mean reconcile " .. L.fmt_dur(st.reconcile_time_mean)
+        .. " with nothing to write") or "", st.rest_client_writes or 0, tostring(op.ready_before_steady),
+      tostring(large_n))
   end
   if op.objects_by_kind then
     local k = {}

@@ -226,6 +226,15 @@ function M.clk_tck()
   return tck
 end
 
+--- { anon = bytes, file = bytes } of a process (RssAnon, RssFile), or nil.
+function M.rss_parts(pid)
+  local s = M.read_file("/proc/" .. pid .. "/status")
+  if not s then return nil end
+  local a, f = s:match("RssAnon:%s*(%d+)"), s:match("RssFile:%s*(%d+)")
+  if not a or not f then return nil end
+  return { anon = tonumber(a) * 1024, file = tonumber(f) * 1024 }
+end
+
 --- The 1-minute load average.
 function M.loadavg()
   local s = M.read_file("/proc/loadavg") or ""
