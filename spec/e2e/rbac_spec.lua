@@ -370,6 +370,12 @@ describe("shipped RBAC", function()
   end)
 
   describe("is minimal: without", function()
+    if os.getenv("SCHEDSIM_SANITIZED") == "1" then
+      -- what the rules allow does not depend on the build; the sufficiency
+      -- case above runs the instrumented operator through every path
+      pending("minimality runs with the normal build only (31 operator runs)")
+      return
+    end
     local role = shipped_role()
     -- One case per resource of each rule. SCHEDSIM_RBAC_VERBS=1: one case per
     -- granted (apiGroup, resource, verb), removed from every rule that grants
@@ -379,7 +385,7 @@ describe("shipped RBAC", function()
     for i, rule in ipairs(role.rules) do
       for j, res in ipairs(rule.resources) do
         for _, verb in ipairs(per_verb and rule.verbs or { false }) do
-          local key = rule.apiGroups[1] .. "|" .. res .. "|" .. tostring(verb)
+          local key = verb and (rule.apiGroups[1] .. "|" .. res .. "|" .. verb) or (i .. "|" .. res)
           if not seen[key] then
             seen[key] = true
             cases[#cases + 1] = { rule = i, res = j, group = rule.apiGroups[1], resource = res, verbs = rule.verbs,
