@@ -38,6 +38,7 @@
 #include <string.h>
 
 #include "cmd/cmd.h"
+#include "cmd/crinput.h"
 #include "cmd/diff_tree.h"
 #include "controller.h"
 #include "core/buf.h"
@@ -294,73 +295,6 @@ struct input {
   struct kstore *k; /* the CR kind */
 };
 
-static const char *sget(const json_t *o, const char *k)
-{
-  const char *s = json_string_value(json_object_get(o, k));
-  return s ? s : "";
-}
-
-/* Loads the documents of a file (List documents expanded) into out. */
-static int load_docs(const char *path, json_t *out)
-{
-  char err[1024];
-  json_t *docs = lk_fixture_load(path, err, sizeof(err));
-  if (!docs) {
-    fprintf(stderr, "%s: %s\n", prog, err);
-    return -1;
-  }
-  size_t i;
-  json_t *d;
-  json_array_foreach(docs, i, d)
-  {
-    json_t *items = json_object_get(d, "items");
-    if (!strcmp(sget(d, "kind"), "List") && json_is_array(items))
-      json_array_extend(out, items);
-    else
-      json_array_append(out, d);
-  }
-  json_decref(docs);
-  return 0;
-}
-
-static const struct lk_controller_decl *check_cr(struct lk_engine *e, const char *file, size_t doc,
-                                                 const json_t *cr)
-{
-  if (!json_is_object(cr)) {
-    fprintf(stderr, "%s: %s: document %zu: not a mapping\n", prog, file, doc);
-    return NULL;
-  }
-  const char *av = sget(cr, "apiVersion"), *kind = sget(cr, "kind");
-  const json_t *md = json_object_get(cr, "metadata");
-  if (!*av || !*kind) {
-    fprintf(stderr, "%s: %s: document %zu: %s: missing\n", prog, file, doc,
-            !*av ? "apiVersion" : "kind");
-    return NULL;
-  }
-  const struct lk_controller_decl *c = lk_engine_controller_for(e, av, kind);
-  if (!c) {
-    fprintf(stderr,
-            "%s: %s: document %zu: unknown kind %s %s (no controller in controllers.lua "
-            "reconciles it)\n",
-            prog, file, doc, av, kind);
-    return NULL;
-  }
-  if (!json_is_object(md) || !*sget(md, "name")) {
-    fprintf(stderr, "%s: %s: document %zu: metadata.name: missing\n", prog, file, doc);
-    return NULL;
-  }
-  const json_t *ns = json_object_get(md, "namespace");
-  if (ns && !json_is_string(ns)) {
-    fprintf(stderr, "%s: %s: document %zu: metadata.namespace: not a string\n", prog, file, doc);
-    return NULL;
-  }
-  if (!c->valid) {
-    fprintf(stderr, "%s: controller %s did not load\n", prog, c->name);
-    return NULL;
-  }
-  return c;
-}
-
 /* }==================================================================== */
 
 /* {====================================================================
@@ -443,7 +377,7 @@ struct pending_apply {
 static int diff_one(struct diffctx *x, struct lk_engine *e, struct input *in)
 {
   const json_t *md = json_object_get(in->applied, "metadata");
-  const char *ns = sget(md, "namespace"), *name = sget(md, "name");
+  const char *ns = cr_sget(md, "namespace"), *name = cr_sget(md, "name");
   struct lk_discovery_source disc;
   lk_live_discovery_source(&disc, x->disc);
   struct lk_cache_source cache = {&cache_ops, x};
@@ -461,7 +395,7 @@ static int diff_one(struct diffctx *x, struct lk_engine *e, struct input *in)
   int st = lk_engine_reconcile(e, &ri, &r);
   if (st != 0)
     fprintf(stderr, "%s: %s: %s %s: the reconcile would fail: %s\n", prog, in->file,
-            sget(in->applied, "kind"), key, r.err.message ? r.err.message : "?");
+            cr_sget(in->applied, "kind"), key, r.err.message ? r.err.message : "?");
 
   struct output out = {0};
   int changed = 0, failed = 0;
@@ -497,7 +431,7 @@ static int diff_one(struct diffctx *x, struct lk_engine *e, struct input *in)
   }
   {
     struct k8s_buf head = {0}, lines = {0};
-    header(&head, sget(in->applied, "apiVersion"), sget(in->applied, "kind"), ns, name,
+    header(&head, cr_sget(in->applied, "apiVersion"), cr_sget(in->applied, "kind"), ns, name,
            in->live ? "live" : "absent", in->live ? "after apply" : "created");
     size_t n = dt_diff(in->live, after, 0, "", &lines);
     add_section(&out, "0", &head, &lines, n);
@@ -732,7 +666,7 @@ int cmd_diff(int argc, char **argv)
   json_t *docs = json_array();
   for (size_t f = 0; rc == 0 && f < nfiles; f++) {
     json_array_clear(docs);
-    if (load_docs(files[f], docs) != 0) {
+    if (cr_load_docs(prog, files[f], docs) != 0) {
       rc = EXIT_INPUT;
       break;
     }
@@ -740,7 +674,7 @@ int cmd_diff(int argc, char **argv)
     json_t *d;
     json_array_foreach(docs, k, d)
     {
-      const struct lk_controller_decl *ctl = check_cr(e, files[f], k + 1, d);
+      const struct lk_controller_decl *ctl = cr_check(prog, e, files[f], k + 1, d);
       if (!ctl) {
         rc = EXIT_INPUT;
         break;
@@ -808,7 +742,7 @@ int cmd_diff(int argc, char **argv)
       break;
     }
     const json_t *md = json_object_get(in->cr, "metadata");
-    const char *ns = sget(md, "namespace"), *name = sget(md, "name");
+    const char *ns = cr_sget(md, "namespace"), *name = cr_sget(md, "name");
     if (k8s_client_get(x.client, &in->k->gvr, ns, name, call_done, &calls[2 * i]) != 0)
       call_failed(&calls[2 * i], "request not sent");
     if (apply_cr(&x, &in->k->gvr, ns, name, in->cr, &calls[2 * i + 1]) != 0)

@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 
 #include "cmd/cmd.h"
+#include "cmd/crinput.h"
 #include "cmd/diff_schema.h"
 #include "core/json.h"
 #include "core/yaml.h"
@@ -51,31 +52,6 @@ static void usage(FILE *out)
                "directory beside the script set, when there is one.\n");
 }
 
-/* Loads the documents of one file into *out (appending). Returns 0 or -1
- * (message printed). List documents are expanded. */
-static int load_docs(const char *path, json_t *out)
-{
-  char err[1024];
-  json_t *docs = lk_fixture_load(path, err, sizeof(err));
-  if (!docs) {
-    fprintf(stderr, "schedsim-operator render: %s\n", err);
-    return -1;
-  }
-  size_t i;
-  json_t *d;
-  json_array_foreach(docs, i, d)
-  {
-    const char *kind = json_string_value(json_object_get(d, "kind"));
-    json_t *items = json_object_get(d, "items");
-    if (kind && !strcmp(kind, "List") && json_is_array(items))
-      json_array_extend(out, items);
-    else
-      json_array_append(out, d);
-  }
-  json_decref(docs);
-  return 0;
-}
-
 static int has_ext(const char *n)
 {
   size_t l = strlen(n);
@@ -96,7 +72,7 @@ static int load_observed(const char *path, json_t *out)
     fprintf(stderr, "schedsim-operator render: --observed %s: no such file or directory\n", path);
     return -1;
   }
-  if (!S_ISDIR(st.st_mode)) return load_docs(path, out);
+  if (!S_ISDIR(st.st_mode)) return cr_load_docs("schedsim-operator render", path, out);
   DIR *d = opendir(path);
   if (!d) {
     fprintf(stderr, "schedsim-operator render: --observed %s: cannot open\n", path);
@@ -121,17 +97,11 @@ static int load_observed(const char *path, json_t *out)
   for (size_t i = 0; i < n; i++) {
     char p[2 * PATH_MAX];
     snprintf(p, sizeof(p), "%s/%s", path, names[i]);
-    if (rc == 0 && load_docs(p, out) != 0) rc = -1;
+    if (rc == 0 && cr_load_docs("schedsim-operator render", p, out) != 0) rc = -1;
     free(names[i]);
   }
   free(names);
   return rc;
-}
-
-static const char *sget(const json_t *o, const char *k)
-{
-  const char *s = json_string_value(json_object_get(o, k));
-  return s ? s : "";
 }
 
 /* Sort key of a child: kind, namespace, name (then apiVersion). */
@@ -139,55 +109,10 @@ static int cmp_children(const void *a, const void *b)
 {
   const json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
   const json_t *mx = json_object_get(x, "metadata"), *my = json_object_get(y, "metadata");
-  int c = strcmp(sget(x, "kind"), sget(y, "kind"));
-  if (!c) c = strcmp(sget(mx, "namespace"), sget(my, "namespace"));
-  if (!c) c = strcmp(sget(mx, "name"), sget(my, "name"));
-  if (!c) c = strcmp(sget(x, "apiVersion"), sget(y, "apiVersion"));
-  return c;
-}
-
-/* Validates one CR document; returns its controller or NULL (printed). */
-static const struct lk_controller_decl *check_cr(struct lk_engine *e, const char *file, size_t doc,
-                                                 json_t *cr)
-{
-  if (!json_is_object(cr)) {
-    fprintf(stderr, "schedsim-operator render: %s: document %zu: not a mapping\n", file, doc);
-    return NULL;
-  }
-  const char *av = sget(cr, "apiVersion"), *kind = sget(cr, "kind");
-  const json_t *md = json_object_get(cr, "metadata");
-  if (!*av || !*kind) {
-    fprintf(stderr, "schedsim-operator render: %s: document %zu: %s: missing\n", file, doc,
-            !*av ? "apiVersion" : "kind");
-    return NULL;
-  }
-  const struct lk_controller_decl *c = lk_engine_controller_for(e, av, kind);
-  if (!c) {
-    fprintf(stderr,
-            "schedsim-operator render: %s: document %zu: unknown kind %s %s (no controller "
-            "in controllers.lua reconciles it; known:",
-            file, doc, av, kind);
-    for (size_t i = 0; i < e->ncontrollers; i++)
-      fprintf(stderr, " %s/%s", e->controllers[i].for_.api_version, e->controllers[i].for_.kind);
-    fprintf(stderr, ")\n");
-    return NULL;
-  }
-  if (!json_is_object(md) || !*sget(md, "name")) {
-    fprintf(stderr, "schedsim-operator render: %s: document %zu: metadata.name: missing\n", file,
-            doc);
-    return NULL;
-  }
-  const json_t *ns = json_object_get(md, "namespace");
-  if (ns && !json_is_string(ns)) {
-    fprintf(stderr,
-            "schedsim-operator render: %s: document %zu: metadata.namespace: not a string\n", file,
-            doc);
-    return NULL;
-  }
-  if (!c->valid) {
-    fprintf(stderr, "schedsim-operator render: controller %s did not load\n", c->name);
-    return NULL;
-  }
+  int c = strcmp(cr_sget(x, "kind"), cr_sget(y, "kind"));
+  if (!c) c = strcmp(cr_sget(mx, "namespace"), cr_sget(my, "namespace"));
+  if (!c) c = strcmp(cr_sget(mx, "name"), cr_sget(my, "name"));
+  if (!c) c = strcmp(cr_sget(x, "apiVersion"), cr_sget(y, "apiVersion"));
   return c;
 }
 
@@ -307,12 +232,13 @@ int cmd_render(int argc, char **argv)
   }
   for (size_t f = 0; rc == 0 && f < nfiles; f++) {
     json_t *docs = json_array();
-    if (load_docs(files[f], docs) != 0) rc = 2;
+    if (cr_load_docs("schedsim-operator render", files[f], docs) != 0) rc = 2;
     json_t *d;
     json_array_foreach(docs, k, d)
     {
       if (rc) break;
-      const struct lk_controller_decl *ctl = check_cr(e, files[f], k + 1, d);
+      const struct lk_controller_decl *ctl =
+          cr_check("schedsim-operator render", e, files[f], k + 1, d);
       if (!ctl) {
         rc = 2;
         break;
@@ -356,7 +282,7 @@ int cmd_render(int argc, char **argv)
     const json_t *md = json_object_get(in->cr, "metadata");
     if (st != 0) {
       fprintf(stderr, "schedsim-operator render: %s: %s %s/%s: %s\n", in->file,
-              sget(in->cr, "kind"), sget(md, "namespace"), sget(md, "name"),
+              cr_sget(in->cr, "kind"), cr_sget(md, "namespace"), cr_sget(md, "name"),
               r.err.message ? r.err.message : "reconcile failed");
       if (r.err.kind == LK_ERR_TERMINAL)
         rc = 2;
@@ -367,9 +293,9 @@ int cmd_render(int argc, char **argv)
       json_array_append(children, r.children[j].obj);
     json_array_append_new(statuses,
                           json_pack("{s:s, s:s, s:{s:s, s:s}, s:O}", "apiVersion",
-                                    sget(in->cr, "apiVersion"), "kind", sget(in->cr, "kind"),
-                                    "metadata", "name", sget(md, "name"), "namespace",
-                                    sget(md, "namespace"), "status", r.status));
+                                    cr_sget(in->cr, "apiVersion"), "kind", cr_sget(in->cr, "kind"),
+                                    "metadata", "name", cr_sget(md, "name"), "namespace",
+                                    cr_sget(md, "namespace"), "status", r.status));
     lk_result_free(&r);
   }
 
