@@ -47,7 +47,7 @@ local function log_find(p, msg)
 end
 
 local function metric(port, name)
-  local _, body = cluster.sh_stdout("curl -s http://127.0.0.1:" .. port .. "/metrics")
+  local _, body = cluster.sh_stdout("curl -s --max-time 10 http://127.0.0.1:" .. port .. "/metrics")
   local total = 0
   for line in body:gmatch("[^\n]+") do
     local value = line:match("^" .. name:gsub("_", "%%_") .. "[{ ].-(%S+)$")

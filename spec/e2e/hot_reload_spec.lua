@@ -120,7 +120,7 @@ describe("hot reload (e2e)", function()
   end
 
   local function metric(name, label)
-    local _, body = cluster.sh_stdout("curl -s http://127.0.0.1:" .. ports.metrics .. "/metrics")
+    local _, body = cluster.sh_stdout("curl -s --max-time 10 http://127.0.0.1:" .. ports.metrics .. "/metrics")
     for line in body:gmatch("[^\n]+") do
       local l, v = line:match("^" .. name:gsub("_", "%%_") .. "(%S*) (%S+)$")
       if l and (not label or l:find(label, 1, true)) then return tonumber(v) end
@@ -129,7 +129,7 @@ describe("hot reload (e2e)", function()
   end
 
   local function readyz()
-    local _, out = cluster.sh_stdout("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:" ..
+    local _, out = cluster.sh_stdout("curl -s --max-time 10 -o /dev/null -w '%{http_code}' http://127.0.0.1:" ..
       ports.health .. "/readyz")
     return out
   end

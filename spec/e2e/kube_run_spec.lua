@@ -46,8 +46,8 @@ local function holder(ns)
 end
 
 local function http_get(port, path)
-  local _, out, code = cluster.sh_stdout("curl -s -o /dev/stdout -w '\\n%{http_code}' http://127.0.0.1:" ..
-    port .. path)
+  local _, out, code = cluster.sh_stdout("curl -s --max-time 10 -o /dev/stdout -w '\\n%{http_code}' " ..
+    "http://127.0.0.1:" .. port .. path)
   if code ~= 0 then return nil, "" end
   local body, status = out:match("^(.*)\n(%d+)$")
   return tonumber(status), body

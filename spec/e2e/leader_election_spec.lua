@@ -42,7 +42,7 @@ end
 local function metrics(p)
   local started = log_find(p, "starting manager")
   if not started then return nil end
-  local ok, out = cluster.sh_stdout("curl -sf http://127.0.0.1:" .. started.metricsPort .. "/metrics")
+  local ok, out = cluster.sh_stdout("curl -sf --max-time 10 http://127.0.0.1:" .. started.metricsPort .. "/metrics")
   return ok and out or nil
 end
 
@@ -202,7 +202,7 @@ describe("leader election with the shipped RBAC", function()
     for _, p in ipairs({ a, b }) do
       local started = log_find(p, "starting manager")
       cluster.eventually(20, "/readyz", function()
-        return cluster.sh("curl -sf http://127.0.0.1:" .. started.healthPort .. "/readyz")
+        return cluster.sh("curl -sf --max-time 10 http://127.0.0.1:" .. started.healthPort .. "/readyz")
       end)
     end
 

@@ -198,7 +198,7 @@ end
 local function metrics(p)
   local started = log_find(p, "starting manager")
   if not started then return nil end
-  local ok, out = cluster.sh_stdout("curl -sf http://127.0.0.1:" .. started.metricsPort .. "/metrics")
+  local ok, out = cluster.sh_stdout("curl -sf --max-time 10 http://127.0.0.1:" .. started.metricsPort .. "/metrics")
   return ok and out or nil
 end
 
