@@ -208,9 +208,9 @@ local function spawn(cmd, env)
 end
 
 local function start_operator(kubeconfig)
-  local port = 20000 + (os.time() * 7 + math.random(0, 9999)) % 30000
-  return spawn(("%s run --scripts %s --metrics-bind-address 127.0.0.1:%d --health-probe-bind-address "
-    .. "127.0.0.1:%d --log-format json -v 2"):format(q(BIN), q(ROOT .. "/scripts"), port, port + 1),
+  -- ephemeral ports: a fixed or random one can be taken by a concurrent spec
+  return spawn(("%s run --scripts %s --metrics-bind-address 127.0.0.1:0 --health-probe-bind-address "
+    .. "127.0.0.1:0 --log-format json -v 2"):format(q(BIN), q(ROOT .. "/scripts")),
     { KUBECONFIG = kubeconfig })
 end
 

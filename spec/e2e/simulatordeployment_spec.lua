@@ -188,10 +188,9 @@ describe("SimulatorDeployment e2e", function()
 
     setup(function()
       if skip_reason() then return end
-      local port = 20000 + math.random(0, 9999)
-      proc = cluster.spawn(string.format("%s run --scripts %s --metrics-bind-address 127.0.0.1:%d "
-        .. "--health-probe-bind-address 127.0.0.1:%d --log-format json", q(bin), q(root .. "/scripts"),
-        port, port + 1))
+      -- ephemeral ports: a fixed or random one can be taken by a concurrent spec
+      proc = cluster.spawn(string.format("%s run --scripts %s --metrics-bind-address 127.0.0.1:0 "
+        .. "--health-probe-bind-address 127.0.0.1:0 --log-format json", q(bin), q(root .. "/scripts")))
       cluster.sleep(1)
     end)
 
