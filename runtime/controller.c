@@ -16,12 +16,19 @@
  *   otherwise                    -> forget             result "success"
  * and done(key).
  *
- * Writes of one reconcile: the finalizer (JSON merge patch of
- * metadata.finalizers with the cached resourceVersion), server-side apply of
+ * Writes of one reconcile: the cleanup finalizer when a child lives outside
+ * the CR's namespace (server-side apply of metadata.finalizers alone, uid as
+ * precondition; removed by JSON merge patch with the cached
+ * resourceVersion), server-side apply of
  * children whose desired-hash changed, deletes of children no longer
  * desired, the status through /status (server-side apply) when it differs,
  * Events (fire and forget). Deletion path: finalizing reconcile, delete every
  * owned child, remove the finalizer once the cache shows none left.
+ *
+ * Refused writes: a 4xx answer other than 404/409/429 is remembered per CR
+ * key (struct refusal) and handed to the next reconcile, whose status then
+ * says Ready=False ReconcileError naming the write; an attempt whose writes
+ * all succeed forgets it and requeues the key so the status is rewritten.
  *
  * Expectations: right after a write the informer may still show the old
  * object; a reconcile in that window would write again. The driver
@@ -145,6 +152,7 @@ struct ctl {
   struct kinfo *cr; /* kinds[0] */
   struct k8s_strmap owners;
   struct k8s_strmap expect;
+  struct k8s_strmap refused; /* CR key -> struct refusal */
   struct mapev *mapq;
   size_t nmapq, capmapq;
   int started, stopping, tick_pending;
@@ -181,6 +189,16 @@ struct rec {
   double requeue_after;
   double t0;
   int writes;
+  char *refused; /* the first write the API server refused (owned), or NULL */
+};
+
+/* A write of a CR's last attempt that the API server refused (a 4xx other
+ * than 404, 409 Conflict and 429: a denial, not a race or throttling). The
+ * next reconcile of the CR reports it as Ready=False ReconcileError until an
+ * attempt's writes all succeed. Owned by ctl.refused. */
+struct refusal {
+  char *key;
+  char *message; /* "<what>: <Reason> (<code>): <message>" */
 };
 
 struct write {
@@ -325,6 +343,37 @@ static void expect_clear(struct ctl *c, const char *id)
   free(e);
 }
 
+static void refusal_free(struct refusal *f)
+{
+  if (!f) return;
+  free(f->key);
+  free(f->message);
+  free(f);
+}
+
+/* Records message (ownership taken) as key's refused write. */
+static void refusal_set(struct ctl *c, const char *key, char *message)
+{
+  struct refusal *f = calloc(1, sizeof(*f));
+  if (f) f->key = strdup(key);
+  if (!f || !f->key) {
+    free(f);
+    free(message);
+    return;
+  }
+  f->message = message;
+  refusal_free(k8s_strmap_del(&c->refused, key));
+  if (k8s_strmap_put(&c->refused, f->key, f) != 0) refusal_free(f);
+}
+
+/* Forgets key's refused write; returns 1 if there was one. */
+static int refusal_clear(struct ctl *c, const char *key)
+{
+  struct refusal *f = k8s_strmap_del(&c->refused, key);
+  refusal_free(f);
+  return f != NULL;
+}
+
 /* }==================================================================== */
 
 /* {====================================================================
@@ -337,6 +386,12 @@ static void complete(struct rec *r)
   struct controllers *all = c->all;
   double now = now_mono();
   const char *result;
+  int recovered = 0;
+  if (r->refused) {
+    refusal_set(c, r->key, r->refused);
+    r->refused = NULL;
+  } else if (!r->failed)
+    recovered = refusal_clear(c, r->key); /* the status still shows the refusal */
   if (r->failed || r->outcome == OUT_ERROR) {
     k8s_workqueue_add_rate_limited(c->q, r->key, now);
     result = "error";
@@ -367,9 +422,11 @@ static void complete(struct rec *r)
               "result", result, "ms", ms, "writes", writes, NULL);
   }
   k8s_workqueue_done(c->q, r->key);
+  if (recovered) k8s_workqueue_add(c->q, r->key, K8S_PRIORITY_HIGH);
   c->inflight--;
   sync_queue_metrics(c);
   arm_timer(c);
+  free(r->refused);
   free(r->key);
   free(r);
   schedule(c);
@@ -384,6 +441,12 @@ static void write_done(const struct k8s_result *res, void *data)
     r->failed = 1;
     log_c(K8S_LOG_ERROR, r->c, r->key, r->id, "write failed", "what", w->what, "error",
           k8s_status_format(res->error, buf, sizeof(buf)));
+    if (!r->refused && res->code >= 400 && res->code < 500 && res->code != 404 &&
+        res->code != 409 && res->code != 429) {
+      size_t n = strlen(w->what) + strlen(buf) + 3;
+      r->refused = malloc(n);
+      if (r->refused) snprintf(r->refused, n, "%s: %s", w->what, buf);
+    }
     if (w->expect_id) expect_clear(r->c, w->expect_id);
   } else if (w->expect_id && w->expect_value)
     expect_set(r->c, w->expect_id, w->expect_value);
@@ -432,9 +495,42 @@ static int gvr_of(struct controllers *all, const char *av, const char *kind, str
   return k8s_discovery_gvr(k8s_manager_discovery(all->m), av, kind, gvr);
 }
 
-/* JSON merge patch of metadata.finalizers (with resourceVersion: 409 when
- * the object changed meanwhile; the retry re-reads the cache). */
-static void patch_finalizers(struct rec *r, const json_t *cr, int add)
+/* Adds the cleanup finalizer by server-side apply of metadata.finalizers
+ * alone (field manager K8S_FIELD_MANAGER; finalizers is a set, so others'
+ * entries stay and concurrent writes of the CR cause no 409), with the
+ * cached uid as a precondition: if the CR is gone, the API server answers
+ * 409 "uid mismatch" instead of creating it. */
+static void add_finalizer(struct rec *r, const json_t *cr)
+{
+  struct controllers *all = r->c->all;
+  const json_t *md = json_object_get(cr, "metadata");
+  const char *av = json_string_value(json_object_get(cr, "apiVersion"));
+  const char *kind = json_string_value(json_object_get(cr, "kind"));
+  const char *ns = json_string_value(json_object_get(md, "namespace"));
+  struct k8s_gvr gvr;
+  if (gvr_of(all, av, kind, &gvr) != 0) {
+    r->failed = 1;
+    return;
+  }
+  json_t *body = json_pack("{s:s, s:s, s:{s:O, s:O, s:[s]}}", "apiVersion", av, "kind", kind,
+                           "metadata", "name", json_object_get(md, "name"), "uid",
+                           json_object_get(md, "uid"), "finalizers", LK_FINALIZER);
+  if (ns) json_object_set_new(json_object_get(body, "metadata"), "namespace", json_string(ns));
+  struct write *w = body ? new_write(r, "add finalizer", 0) : NULL;
+  if (w)
+    started(r, w,
+            k8s_client_apply(k8s_manager_client(all->m), &gvr, ns,
+                             json_string_value(json_object_get(md, "name")), NULL, body, NULL,
+                             write_done, w));
+  json_decref(body);
+}
+
+/* Removes the cleanup finalizer: JSON merge patch of metadata.finalizers
+ * (the others kept) with the cached resourceVersion — 409 when the CR
+ * changed meanwhile, and the retry re-reads the cache. A merge patch rather
+ * than an apply, so a finalizer some other manager also claims (e.g. one a
+ * user wrote) goes too. */
+static void remove_finalizer(struct rec *r, const json_t *cr)
 {
   struct controllers *all = r->c->all;
   const json_t *md = json_object_get(cr, "metadata");
@@ -452,13 +548,12 @@ static void patch_finalizers(struct rec *r, const json_t *cr, int add)
     if (!json_is_string(v) || strcmp(json_string_value(v), LK_FINALIZER))
       json_array_append(list, v);
   }
-  if (add) json_array_append_new(list, json_string(LK_FINALIZER));
   json_t *body = json_pack("{s:{s:o, s:O}}", "metadata", "finalizers", list, "resourceVersion",
                            json_object_get(md, "resourceVersion"));
   char path[1024];
   k8s_gvr_path(&gvr, json_string_value(json_object_get(md, "namespace")),
                json_string_value(json_object_get(md, "name")), NULL, path, sizeof(path));
-  struct write *w = new_write(r, add ? "add finalizer" : "remove finalizer", 0);
+  struct write *w = new_write(r, "remove finalizer", 0);
   if (w)
     started(r, w,
             k8s_client_request(k8s_manager_client(all->m), "PATCH", path, body,
@@ -622,6 +717,7 @@ static void reconcile_key(struct ctl *c, const char *key)
   const struct k8s_object *obj = c->cr->inf ? k8s_informer_get(c->cr->inf, key) : NULL;
   if (!obj) { /* gone: its same-namespace children go with it (owner references) */
     expect_clear(c, key);
+    refusal_clear(c, key);
     goto out;
   }
   char err[256];
@@ -639,12 +735,14 @@ static void reconcile_key(struct ctl *c, const char *key)
   struct k8s_log_field fields[] = {{"controller", K8S_LOG_STR, c->decl->name, 0, 0},
                                    {"key", K8S_LOG_STR, key, 0, 0},
                                    {"reconcileID", K8S_LOG_STR, r->id, 0, 0}};
+  const struct refusal *refused = k8s_strmap_get(&c->refused, key);
   struct lk_reconcile_in in = {.controller = c->decl,
                                .cr = cr,
                                .cache = &all->cache,
                                .discovery = &all->discovery,
                                .log_fields = fields,
-                               .nlog_fields = 3};
+                               .nlog_fields = 3,
+                               .write_refused = refused ? refused->message : NULL};
   struct lk_result res;
   int st = lk_engine_reconcile(all->engine, &in, &res);
   if (st != 0) {
@@ -666,10 +764,13 @@ static void reconcile_key(struct ctl *c, const char *key)
     } else if (st == 0) {
       for (size_t i = 0; i < res.nprune; i++)
         delete_child(r, &res.prune[i]);
-      if (res.nobserved == 0) patch_finalizers(r, cr, 0);
+      if (res.nobserved == 0) remove_finalizer(r, cr);
     }
   } else {
-    if (!fin && st == 0) patch_finalizers(r, cr, 1);
+    if (!fin && st == 0 &&
+        lk_result_needs_finalizer(
+            &res, json_string_value(json_object_get(json_object_get(cr, "metadata"), "namespace"))))
+      add_finalizer(r, cr);
     for (size_t i = 0; i < res.nchildren; i++) {
       const struct lk_child *ch = &res.children[i];
       if (ch->action == LK_CHILD_APPLY) apply_child(r, ch);
@@ -1076,6 +1177,10 @@ static void free_all(void)
       free(e);
     }
     k8s_strmap_clear(&c->expect);
+    it = 0;
+    while (k8s_strmap_next(&c->refused, &it, &k, &v))
+      refusal_free(v);
+    k8s_strmap_clear(&c->refused);
     for (size_t j = 0; j < c->nmapq; j++)
       json_decref(c->mapq[j].obj);
     free(c->mapq);

@@ -422,7 +422,7 @@ static int diff_one(struct diffctx *x, struct lk_engine *e, struct input *in)
       json_object_set_new(amd, "finalizers", keep);
     }
   } else {
-    if (st == 0 && !has_fin) {
+    if (st == 0 && !has_fin && lk_result_needs_finalizer(&r, cr_sget(amd, "namespace"))) {
       json_t *f = json_object_get(amd, "finalizers");
       if (!json_is_array(f)) json_object_set_new(amd, "finalizers", f = json_array());
       json_array_append_new(f, json_string(LK_FINALIZER));

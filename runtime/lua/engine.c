@@ -652,6 +652,17 @@ void lk_owner_value(const json_t *cr, char out[64])
   k8s_owner_label_value(lower, ns ? ns : "", name ? name : "", out);
 }
 
+int lk_result_needs_finalizer(const struct lk_result *r, const char *cr_ns)
+{
+  /* the rule decorate() (below) follows for owner references */
+  int cluster_cr = !cr_ns || !*cr_ns;
+  for (size_t i = 0; i < r->nchildren; i++)
+    if (cluster_cr || strcmp(r->children[i].ns, cr_ns)) return 1;
+  for (size_t i = 0; i < r->nprune; i++)
+    if (cluster_cr || strcmp(r->prune[i].ns, cr_ns)) return 1;
+  return 0;
+}
+
 void lk_result_free(struct lk_result *r)
 {
   if (!r) return;
@@ -885,6 +896,9 @@ static void build_status(struct post *p, const json_t *script_status)
       snprintf(msg + n, sizeof(msg) - n, " (and %zu more)", shown - 1);
     }
     set_condition(st, cr_status, "Ready", "False", "Conflict", msg, p->run->now, gen);
+  } else if (nonempty(p->in->write_refused)) {
+    set_condition(st, cr_status, "Ready", "False", "ReconcileError", p->in->write_refused,
+                  p->run->now, gen);
   }
   if (gen) json_object_set(st, "observedGeneration", gen);
   json_object_set_new(st, "scriptRevision", json_string(p->e->set->revision));

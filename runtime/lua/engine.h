@@ -122,6 +122,11 @@ struct lk_reconcile_in {
   void *log_data;
   const struct k8s_log_field *log_fields; /* controller, key, reconcileID */
   size_t nlog_fields;
+  /* A write of the previous attempt the API server refused ("apply Deployment
+   * ns/name: Forbidden (403): …"), or NULL. The status then says Ready=False
+   * ReconcileError with this message, unless a script error, an invalid spec
+   * or a Conflict already explains Ready=False. Borrowed. */
+  const char *write_refused;
 };
 
 enum lk_child_action {
@@ -164,6 +169,16 @@ struct lk_result {
   double total_seconds; /* the whole lk_engine_reconcile */
 };
 void lk_result_free(struct lk_result *r);
+
+/* 1 when the CR needs the cleanup finalizer LK_FINALIZER: some child of r
+ * (desired, or observed and about to be pruned) lives outside cr_ns or is
+ * cluster-scoped. Owner references cannot tie those to the CR (a namespaced
+ * owner only owns dependents in its own namespace: the garbage collector's
+ * rule), so deleting the CR must wait for the operator to delete them. 0 when
+ * every child is in cr_ns (those get owner references; no finalizer, no
+ * extra write). A cluster-scoped CR (cr_ns NULL or "") gives its children no
+ * owner references, so it needs the finalizer whenever it has children. */
+int lk_result_needs_finalizer(const struct lk_result *r, const char *cr_ns);
 
 /* The result as JSON (new reference), for render, fixtures and k8sengine:
  * { children = [...], actions = [{ apiVersion, kind, namespace, name, action,

@@ -6,8 +6,11 @@
 --   * the status is written with observedGeneration and scriptRevision;
 --   * a child dropped from the desired set is pruned;
 --   * an object of the same name that is not ours gives Ready=False Conflict;
+--   * a child the API server refuses gives Ready=False ReconcileError naming it;
 --   * a minute of resyncs (every 5 s) with nothing changed makes zero write
 --     requests (apiserver audit log, user "operator");
+--   * the finalizer is added only with a child in another namespace (same-
+--     namespace children go by garbage collection of owner references);
 --   * deleting the CR removes its cross-namespace child, then the finalizer.
 --
 --   spec/cluster/run -- env SCHEDSIM_BUILD=$PWD/build LUA_PATH="spec/support/?.lua;;" \
@@ -131,6 +134,65 @@ describe("controller (e2e)", function()
     assert.matches("^sha256:%x+$", w.status.scriptRevision)
     assert.equals("True", condition(w, "Ready").status)
     assert.same({ "sim.llm-d.io/cleanup" }, w.metadata.finalizers)
+  end)
+
+  it("adds the finalizer only with a child in another namespace; owner references do the rest", function()
+    if not need_cluster() then return end
+    cluster.apply(widget(ns, "local", { count = 2 }))
+    local w = cluster.eventually(30, "widget local observed", function()
+      local obj = cluster.get("widget", "local", ns)
+      return obj and obj.status and obj.status.observedGeneration == obj.metadata.generation and obj
+    end)
+    assert.equals("True", condition(w, "Ready").status)
+    assert.is_nil(w.metadata.finalizers)
+    assert.is_not_nil(cluster.get("configmap", "local-2", ns))
+    -- a cross-namespace child appears: the finalizer comes with it
+    cluster.must("patch widget local -n " .. ns .. " --type merge -p '{\"spec\":{\"targetNamespace\":\"" ..
+      other .. "\"}}'")
+    cluster.eventually(30, "local-remote and the finalizer", function()
+      local obj = cluster.get("widget", "local", ns)
+      return cluster.get("configmap", "local-remote", other) and obj and obj.metadata.finalizers
+        and obj.metadata.finalizers[1] == "sim.llm-d.io/cleanup"
+    end)
+    cluster.must("delete widget local -n " .. ns .. " --wait=false")
+    cluster.eventually(30, "local-remote deleted and the Widget gone", function()
+      return not cluster.get("configmap", "local-remote", other) and not cluster.get("widget", "local", ns)
+    end)
+    -- same-namespace children go by garbage collection (owner references)
+    cluster.apply(widget(ns, "plain", { count = 1 }))
+    local plain = cluster.eventually(30, "plain-1 and the status", function()
+      local obj = cluster.get("widget", "plain", ns)
+      return cluster.get("configmap", "plain-1", ns) and obj and obj.status
+        and obj.status.observedGeneration == obj.metadata.generation and obj
+    end)
+    assert.is_nil(plain.metadata.finalizers)
+    cluster.must("delete widget plain -n " .. ns .. " --wait=false")
+    cluster.eventually(60, "plain-1 garbage-collected", function()
+      return not cluster.get("configmap", "plain-1", ns)
+    end)
+  end)
+
+  it("reports a write the API server refuses as Ready=False ReconcileError, and recovers", function()
+    if not need_cluster() then return end
+    cluster.apply(widget(ns, "refused", { count = 1, label = "not a label value!" }))
+    local w = cluster.eventually(30, "Ready=False ReconcileError", function()
+      local obj = cluster.get("widget", "refused", ns)
+      local ready = condition(obj, "Ready")
+      return ready and ready.reason == "ReconcileError" and obj
+    end)
+    local msg = condition(w, "Ready").message
+    assert.matches("apply ConfigMap " .. ns .. "/refused-1: ", msg, 1, true)
+    assert.matches("Invalid (422)", msg, 1, true)
+    assert.matches('metadata.labels: Invalid value: "not a label value!"', msg, 1, true)
+    assert.is_nil(cluster.get("configmap", "refused-1", ns))
+    cluster.must("patch widget refused -n " .. ns .. " --type merge -p '{\"spec\":{\"label\":\"fine\"}}'")
+    cluster.eventually(30, "Ready=True after the fix", function()
+      local obj = cluster.get("widget", "refused", ns)
+      local ready = condition(obj, "Ready")
+      return ready and ready.status == "True" and obj.status.observedGeneration == obj.metadata.generation
+    end)
+    assert.equals("fine", cluster.get("configmap", "refused-1", ns).metadata.labels["test.sim.llm-d.io/label"])
+    cluster.must("delete widget refused -n " .. ns .. " --wait=false")
   end)
 
   it("prunes a child dropped from the desired set", function()

@@ -59,7 +59,7 @@ local function add(set, group, resource, verbs, why)
 end
 
 -- What the runtime does per kind role (doc/architecture.md, runtime/controller.c):
-local CR_VERBS = { "list", "watch", "patch" }           -- informer; finalizer (merge patch)
+local CR_VERBS = { "list", "watch", "patch" }           -- informer; finalizer (apply, merge patch)
 local STATUS_VERBS = { "patch" }                         -- server-side apply on /status
 local FINALIZERS_VERBS = { "update" }                    -- blockOwnerDeletion (OwnerReferencesPermissionEnforcement)
 local OWNS_VERBS = { "list", "watch", "create", "patch", "delete" } -- informer; SSA (create when absent); prune

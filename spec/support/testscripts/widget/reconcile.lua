@@ -2,7 +2,9 @@
 --- Widget: `spec.count` ConfigMaps named <name>-<i> in the CR's namespace, and
 --- one more in `spec.targetNamespace` when set (a cross-namespace child).
 --- Status: { children = n, conditions = { Ready } }. `spec.fail` raises,
---- `spec.invalid` raises a terminal error, `spec.requeue` sets requeue_after.
+--- `spec.invalid` raises a terminal error, `spec.requeue` sets requeue_after,
+--- `spec.label` labels the ConfigMaps (an invalid value makes the API server
+--- refuse them: 422).
 local M = {}
 
 local function ready(cr, now)
@@ -18,10 +20,11 @@ local function ready(cr, now)
   }
 end
 
-local function configmap(name, namespace, data)
+local function configmap(name, namespace, data, label)
   return {
     apiVersion = "v1", kind = "ConfigMap",
-    metadata = { name = name, namespace = namespace, labels = { ["app.kubernetes.io/name"] = name } },
+    metadata = { name = name, namespace = namespace,
+      labels = { ["app.kubernetes.io/name"] = name, ["test.sim.llm-d.io/label"] = label } },
     data = data,
   }
 end
@@ -33,7 +36,7 @@ function M.reconcile(cr, observed, ctx)
   local children = {}
   for i = 1, spec.count or 1 do
     children[#children + 1] = configmap(string.format("%s-%d", cr.metadata.name, i), nil,
-      { index = tostring(i), payload = spec.payload or "" })
+      { index = tostring(i), payload = spec.payload or "" }, spec.label)
   end
   if spec.targetNamespace then
     children[#children + 1] = configmap(cr.metadata.name .. "-remote", spec.targetNamespace,
