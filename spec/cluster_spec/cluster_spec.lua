@@ -1,22 +1,10 @@
 -- Specs for the local control plane (spec/cluster). Run inside it:
---   spec/cluster/run -- busted spec/cluster_spec
+--   spec/cluster/run -- env LUA_PATH="spec/support/?.lua;;" lua5.4 /usr/bin/busted spec/cluster_spec
 -- Needs KUBECONFIG, SCHEDSIM_OPERATOR_KUBECONFIG, SCHEDSIM_CLUSTER_DIR and
 -- SCHEDSIM_APISERVER_URL from spec/cluster/run, and kubectl on PATH.
--- Portable Lua 5.1-5.4 (exit codes are read from the command output).
 
-local function q(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
--- sh(cmd) -> ok, output (stdout+stderr), exit code
-local function sh(cmd)
-  local p = assert(io.popen("(" .. cmd .. ") 2>&1; echo \"__rc=$?\""))
-  local out = p:read("*a")
-  p:close()
-  local code = tonumber(out:match("__rc=(%d+)%s*$")) or -1
-  out = out:gsub("__rc=%d+%s*$", "")
-  return code == 0, out, code
-end
+local shell = require("cluster") -- spec/support/cluster.lua: the shared shell helpers
+local q, sh, sleep = shell.q, shell.sh, shell.sleep
 
 local function must(cmd)
   local ok, out, code = sh(cmd)
@@ -25,8 +13,6 @@ local function must(cmd)
 end
 
 local function trim(s) return (s:gsub("^%s+", ""):gsub("%s+$", "")) end
-
-local function sleep(s) os.execute("sleep " .. s) end
 
 -- eventually(timeout_s, what, fn): fn returns truthy (done) and a description
 local function eventually(timeout, what, fn)

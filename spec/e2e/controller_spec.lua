@@ -40,15 +40,6 @@ local function condition(obj, type)
   return nil
 end
 
---- The operator's JSON log lines (stderr).
-local function log_find(p, msg)
-  for l in p:stderr():gmatch("[^\n]+") do
-    local v = cluster.decode(l)
-    if type(v) == "table" and v.msg == msg then return v end
-  end
-  return nil
-end
-
 local function metric(port, name)
   local _, body = cluster.sh_stdout("curl -s --max-time 10 http://127.0.0.1:" .. port .. "/metrics")
   local total = 0
@@ -87,10 +78,10 @@ describe("controller (e2e)", function()
       " --metrics-bind-address 127.0.0.1:0 --health-probe-bind-address 127.0.0.1:0 -v 1",
       { SCHEDSIM_RESYNC_PERIOD = "5" })
     local started = cluster.eventually(30, "the operator to start", function()
-      return log_find(op, "starting manager")
+      return op:log_find("starting manager")
     end)
     metrics_port = tonumber(started.metricsPort)
-    cluster.eventually(60, "the workers to start", function() return log_find(op, "starting workers") end)
+    cluster.eventually(60, "the workers to start", function() return op:log_find("starting workers") end)
   end)
 
   teardown(function()

@@ -128,9 +128,6 @@ describe("diff (e2e)", function()
       op:stop(15)
       op:cleanup()
     end
-    -- the operator is gone: drop its finalizer so the namespace can go
-    cluster.kubectl("patch simulatordeployment sim-minimal -n " .. ns
-      .. " --type merge -p '{\"metadata\":{\"finalizers\":null}}'")
     cluster.kubectl("delete simulatordeployment --all -n " .. ns .. " --wait=false")
     cluster.cleanup()
     os.remove(file)

@@ -109,16 +109,6 @@ describe("hot reload (e2e)", function()
   local bundled = checked_revision(nil)
   local revs = {}
 
-  --- The operator's JSON log lines (stderr) with msg, and pred(line) if given.
-  local function logs(msg, pred)
-    local t = {}
-    for l in op:stderr():gmatch("[^\n]+") do
-      local v = cluster.decode(l)
-      if type(v) == "table" and v.msg == msg and (not pred or pred(v)) then t[#t + 1] = v end
-    end
-    return t
-  end
-
   local function metric(name, label)
     local _, body = cluster.sh_stdout("curl -s --max-time 10 http://127.0.0.1:" .. ports.metrics .. "/metrics")
     for line in body:gmatch("[^\n]+") do
@@ -235,10 +225,12 @@ describe("hot reload (e2e)", function()
     op = cluster.spawn(cluster.bin .. " run --kubeconfig " .. cluster.q(os.getenv("SCHEDSIM_OPERATOR_KUBECONFIG")) ..
       " --metrics-bind-address 127.0.0.1:0 --health-probe-bind-address 127.0.0.1:0" ..
       " --scripts-configmap " .. sys .. "/" .. CM)
-    local started = cluster.eventually(30, "the operator to start", function() return logs("starting manager")[1] end)
+    local started = cluster.eventually(30, "the operator to start", function()
+      return op:log_find("starting manager")
+    end)
     ports.metrics, ports.health = started.metricsPort, started.healthPort
     cluster.eventually(60, "the scripts ConfigMap synced", function()
-      return logs("scripts ConfigMap synced; reconciles may start")[1]
+      return op:log_find("scripts ConfigMap synced; reconciles may start")
     end)
     local f = assert(io.open("/proc/" .. op.pid .. "/stat"))
     start_time = f:read("a"):match("^%d+ %b() %S+" .. (" %S+"):rep(18) .. " (%d+)")
@@ -307,7 +299,7 @@ describe("hot reload (e2e)", function()
       return st.observedGeneration == d.metadata.generation and st.updatedReplicas == d.spec.replicas
     end)
     wait_revision("schedulerinstall", a, "weights", revs["scripts-configmap-scorer-weights.yaml"])
-    local swapped = logs("script set swapped")
+    local swapped = op:log("script set swapped")
     assert.equals(1, #swapped)
     local t_update = audit_time("admin", "patch", "configmaps", sys, CM, "requestReceivedTimestamp")
     local t_cm = audit_time("operator", "patch", "configmaps", a, EPP .. "-config", "stageTimestamp")
@@ -435,14 +427,14 @@ describe("hot reload (e2e)", function()
     end, 1)
     cluster.sleep(3)
     local rev = revs["scripts-configmap-scorer-weights.yaml"]
-    local nswapped = #logs("script set swapped")
+    local nswapped = #op:log("script set swapped")
     local t0, cpu0 = cluster.now(), op_cpu()
     set_scripts(example_data("scripts-configmap-scorer-weights.yaml"))
     cluster.eventually(60, N .. " CRs at the new revision", function() return at_revision(rev) end, 0.1)
     local observed, cpu = cluster.now() - t0, op_cpu() - cpu0
-    local swapped = logs("script set swapped")
+    local swapped = op:log("script set swapped")
     assert.equals(nswapped + 1, #swapped)
-    local changed = logs("scripts ConfigMap changed; checking")
+    local changed = op:log("scripts ConfigMap changed; checking")
     local t_event = epoch(changed[#changed].ts)
     local last = 0
     for _, e in ipairs(cluster.audit(function(e)

@@ -22,23 +22,6 @@ local function start_operator(ns, extra)
   return p
 end
 
---- The operator's JSON log lines (stderr).
-local function log_lines(p)
-  local t = {}
-  for l in p:stderr():gmatch("[^\n]+") do
-    local v = cluster.decode(l)
-    if type(v) == "table" then t[#t + 1] = v end
-  end
-  return t
-end
-
-local function log_find(p, msg)
-  for _, l in ipairs(log_lines(p)) do
-    if l.msg == msg then return l end
-  end
-  return nil
-end
-
 local function holder(ns)
   local lease = cluster.get("lease", LEASE, ns)
   if not lease then return nil end
@@ -70,7 +53,7 @@ describe("schedsim-operator run", function()
     end
     local p = start_operator(ns, "--leader-election-id probe-endpoints")
     local started = cluster.eventually(20, "the start log line", function()
-      return log_find(p, "starting manager")
+      return p:log_find("starting manager")
     end)
     local mport, hport = tonumber(started.metricsPort), tonumber(started.healthPort)
     assert.is_true(mport > 0 and hport > 0 and mport ~= hport)
@@ -96,11 +79,11 @@ describe("schedsim-operator run", function()
     -- a second replica campaigns but does not lead
     local b = start_operator(ns)
     cluster.eventually(20, "replica B to observe A", function()
-      return log_find(b, "leader election: new leader observed")
+      return b:log_find("leader election: new leader observed")
     end)
     cluster.sleep(2.5) -- longer than the retry period: B tried and failed at least once
     assert.equals(id_a, holder(ns))
-    assert.is_nil(log_find(b, "leader election: acquired the lease"))
+    assert.is_nil(b:log_find("leader election: acquired the lease"))
 
     local t0 = cluster.now()
     a:signal("TERM")
@@ -108,7 +91,7 @@ describe("schedsim-operator run", function()
     local took = cluster.now() - t0
     assert.equals(0, code, a:stderr())
     assert.is_true(took < 6, "took " .. took .. " s")
-    assert.is_truthy(log_find(a, "leader election: released the lease"), a:stderr())
+    assert.is_truthy(a:log_find("leader election: released the lease"), a:stderr())
 
     -- released: B takes over within a few retry periods, not after the 15 s lease
     local t1 = cluster.now()

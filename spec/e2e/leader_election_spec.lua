@@ -31,16 +31,8 @@ local function start_operator(kubeconfig)
     :format(q(BIN), q(kubeconfig), q(ROOT .. "/scripts"), NS))
 end
 
-local function log_find(p, msg)
-  for l in p:stderr():gmatch("[^\n]+") do
-    local v = cluster.decode(l)
-    if type(v) == "table" and v.msg == msg then return v end
-  end
-  return nil
-end
-
 local function metrics(p)
-  local started = log_find(p, "starting manager")
+  local started = p:log_find("starting manager")
   if not started then return nil end
   local ok, out = cluster.sh_stdout("curl -sf --max-time 10 http://127.0.0.1:" .. started.metricsPort .. "/metrics")
   return ok and out or nil
@@ -157,12 +149,6 @@ describe("leader election with the shipped RBAC", function()
       end
     end
     if sakc then os.remove(sakc) end
-    for _, ns in ipairs({ ns1, ns2 }) do
-      if ns then
-        cluster.kubectl("patch simulatordeployments.sim.llm-d.io --all -n " .. ns
-          .. " --type=merge -p '{\"metadata\":{\"finalizers\":null}}'")
-      end
-    end
     cluster.cleanup()
   end)
 
@@ -170,13 +156,13 @@ describe("leader election with the shipped RBAC", function()
     local mark0 = audit_mark()
     a = start_operator(OPKC)
     local acquired = cluster.eventually(40, "replica A to acquire the Lease", function()
-      return log_find(a, "leader election: acquired the lease")
+      return a:log_find("leader election: acquired the lease")
     end)
     local id_a = acquired.identity
     assert.equals(id_a, lease().spec.holderIdentity)
     b = start_operator(sakc)
     cluster.eventually(30, "replica B to see A lead", function()
-      return log_find(b, "leader election: new leader observed")
+      return b:log_find("leader election: new leader observed")
     end)
 
     -- work while A leads
@@ -190,7 +176,7 @@ describe("leader election with the shipped RBAC", function()
       return ok and msg:find("3/3", 1, true), msg
     end, 0.5)
     assert.equals(id_a, lease().spec.holderIdentity)
-    assert.is_nil(log_find(b, "leader election: acquired the lease"))
+    assert.is_nil(b:log_find("leader election: acquired the lease"))
     assert.is_true(#writes_since(mark, "operator") > 0, "A wrote nothing")
     assert.same({}, writes_since(mark0, SA_USER, true))
     local mb = assert(metrics(b), "no /metrics from B")
@@ -200,7 +186,7 @@ describe("leader election with the shipped RBAC", function()
     assert.is_true(requests(mb, "GET") > 0)
     -- both replicas keep their caches warm and report ready
     for _, p in ipairs({ a, b }) do
-      local started = log_find(p, "starting manager")
+      local started = p:log_find("starting manager")
       cluster.eventually(20, "/readyz", function()
         return cluster.sh("curl -sf --max-time 10 http://127.0.0.1:" .. started.healthPort .. "/readyz")
       end)
@@ -225,7 +211,7 @@ describe("leader election with the shipped RBAC", function()
     local acquired_b = rfc3339(l.spec.acquireTime)
     print(("\n  takeover %.1f s after SIGKILL; %.1f s after A's last renewal (lease %d s, retry %d s)")
       :format(took, acquired_b - last_renew, LEASE_DURATION, RETRY))
-    assert.is_truthy(log_find(b, "leader election: acquired the lease"))
+    assert.is_truthy(b:log_find("leader election: acquired the lease"))
     assert.is_true(l.spec.leaseTransitions >= 1)
     -- not before the lease expired, and within the lease duration plus two (jittered) retry periods
     assert.is_true(acquired_b - last_renew >= LEASE_DURATION - 0.5,

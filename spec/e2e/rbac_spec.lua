@@ -179,24 +179,8 @@ local function start_operator(extra)
     :format(q(BIN), q(OPKC), q(ROOT .. "/scripts"), extra or ""))
 end
 
-local function log_lines(p)
-  local t = {}
-  for l in p:stderr():gmatch("[^\n]+") do
-    local v = cluster.decode(l)
-    if type(v) == "table" then t[#t + 1] = v end
-  end
-  return t
-end
-
-local function log_find(p, msg)
-  for _, l in ipairs(log_lines(p)) do
-    if l.msg == msg then return l end
-  end
-  return nil
-end
-
 local function metrics(p)
-  local started = log_find(p, "starting manager")
+  local started = p:log_find("starting manager")
   if not started then return nil end
   local ok, out = cluster.sh_stdout("curl -sf --max-time 10 http://127.0.0.1:" .. started.metricsPort .. "/metrics")
   return ok and out or nil

@@ -22,17 +22,8 @@ local CR_RESOURCE = "schedulerinstalls.sim.llm-d.io"
 
 -- ------------------------------------------------------------ shell helpers
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
-local function sh(cmd)
-  local p = assert(io.popen("(" .. cmd .. ") 2>&1; echo \"__rc=$?\""))
-  local out = p:read("a")
-  p:close()
-  local code = tonumber(out:match("__rc=(%d+)%s*$")) or -1
-  return code == 0, (out:gsub("__rc=%d+%s*$", "")), code
-end
-
-local function sleep(s) os.execute("sleep " .. s) end
+local cluster = require("cluster") -- spec/support/cluster.lua: shell, processes
+local q, sh, sleep = cluster.q, cluster.sh, cluster.sleep
 
 local function tmpfile(text)
   local path = os.tmpname()
@@ -199,13 +190,8 @@ local function operator_available()
 end
 
 -- Processes are started with spec/support/cluster.lua's spawn (own process,
--- logs in files, stop = SIGTERM then SIGKILL), when that helper exists.
-local have_helper, cluster = pcall(require, "cluster")
-
-local function spawn(cmd, env)
-  assert(have_helper, "spec/support/cluster.lua is needed to start processes")
-  return cluster.spawn(cmd, env)
-end
+-- logs in files, stop = SIGTERM then SIGKILL).
+local spawn = cluster.spawn
 
 local function start_operator(kubeconfig)
   -- ephemeral ports: a fixed or random one can be taken by a concurrent spec

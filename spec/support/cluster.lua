@@ -166,6 +166,7 @@ Proc.__index = Proc
 --- Starts `cmd` in the background (its own process, stdout and stderr to
 --- files). Returns a Proc: p.pid, p:lines() (stdout lines), p:json()
 --- (stdout lines decoded, non-JSON skipped), p:find(pred), p:stderr(),
+--- p:log(msg, pred) / p:log_find(msg) (the operator's JSON log on stderr),
 --- p:alive(), p:signal(sig), p:wait(timeout) -> exit code or nil, p:stop(timeout).
 function M.spawn(cmd, env)
   local base = os.tmpname()
@@ -229,6 +230,23 @@ function Proc:filter(pred)
     if pred(v) then t[#t + 1] = v end
   end
   return t
+end
+
+--- The JSON log records on stderr (the operator's log; other lines skipped),
+--- only those whose `msg` is `msg` (when given) and for which pred(record)
+--- is true (when given).
+function Proc:log(msg, pred)
+  local t = {}
+  for l in self:stderr():gmatch("[^\n]+") do
+    local v = M.decode(l)
+    if type(v) == "table" and (msg == nil or v.msg == msg) and (not pred or pred(v)) then t[#t + 1] = v end
+  end
+  return t
+end
+
+--- The first log record whose `msg` is `msg`, or nil.
+function Proc:log_find(msg)
+  return self:log(msg)[1]
 end
 
 function Proc:alive()

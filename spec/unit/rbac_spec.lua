@@ -16,15 +16,8 @@ local fake = require("fake_k8s")
 
 local ROOT = os.getenv("SCHEDSIM_ROOT") or "."
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
-local function sh(cmd)
-  local p = assert(io.popen("(" .. cmd .. ") 2>&1; echo \"__rc=$?\""))
-  local out = p:read("a")
-  p:close()
-  local code = tonumber(out:match("__rc=(%d+)%s*$")) or -1
-  return code == 0, (out:gsub("__rc=%d+%s*$", "")), code
-end
+local shell = require("cluster") -- spec/support/cluster.lua: the shared shell helpers
+local q, sh = shell.q, shell.sh
 
 local function load_yaml(path)
   return fake.yaml_load_file(ROOT .. "/" .. path)
