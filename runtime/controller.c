@@ -515,8 +515,12 @@ static void add_finalizer(struct rec *r, const json_t *cr)
   json_t *body = json_pack("{s:s, s:s, s:{s:O, s:O, s:[s]}}", "apiVersion", av, "kind", kind,
                            "metadata", "name", json_object_get(md, "name"), "uid",
                            json_object_get(md, "uid"), "finalizers", LK_FINALIZER);
+  if (!body) { /* a cached CR without name or uid: retry rather than skip silently */
+    r->failed = 1;
+    return;
+  }
   if (ns) json_object_set_new(json_object_get(body, "metadata"), "namespace", json_string(ns));
-  struct write *w = body ? new_write(r, "add finalizer", 0) : NULL;
+  struct write *w = new_write(r, "add finalizer", 0);
   if (w)
     started(r, w,
             k8s_client_apply(k8s_manager_client(all->m), &gvr, ns,

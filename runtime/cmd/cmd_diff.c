@@ -586,7 +586,7 @@ int cmd_diff(int argc, char **argv)
                                        {NULL, 0, NULL, 0}};
   const char *files[MAX_ARGS];
   size_t nfiles = 0;
-  const char *dir = NULL, *kubeconfig = NULL, *context = NULL, *namespace = NULL;
+  const char *dir = NULL, *kubeconfig = NULL, *context = NULL, *ns_flag = NULL;
   struct diffctx x = {.field_manager = "kubectl"};
   int verbosity = 0, c;
   optind = 1;
@@ -605,8 +605,7 @@ int cmd_diff(int argc, char **argv)
       context = optarg;
       break;
     case 'n':
-      namespace
-      = optarg;
+      ns_flag = optarg;
       break;
     case 'm':
       x.field_manager = optarg;
@@ -657,8 +656,10 @@ int cmd_diff(int argc, char **argv)
     lk_engine_free(e);
     return EXIT_INPUT;
   }
-  const char *ns_flag = namespace;
-  if (!namespace) namespace = x.cfg->namespace && *x.cfg->namespace ? x.cfg->namespace : "default";
+  /* CRs without metadata.namespace: -n, else the kubeconfig context's, else "default" */
+  const char *def_ns = ns_flag                                 ? ns_flag
+                       : x.cfg->namespace && *x.cfg->namespace ? x.cfg->namespace
+                                                               : "default";
 
   int rc = 0;
   struct input *inputs = NULL;
@@ -683,10 +684,10 @@ int cmd_diff(int argc, char **argv)
       json_t *md = json_object_get(cr, "metadata");
       const char *ns = json_string_value(json_object_get(md, "namespace"));
       if (!ns)
-        json_object_set_new(md, "namespace", json_string(namespace));
+        json_object_set_new(md, "namespace", json_string(def_ns));
       else if (ns_flag && strcmp(ns, ns_flag)) {
         fprintf(stderr, "%s: %s: document %zu: metadata.namespace %s does not match -n %s\n", prog,
-                files[f], k + 1, ns, namespace);
+                files[f], k + 1, ns, ns_flag);
         json_decref(cr);
         rc = EXIT_INPUT;
         break;
