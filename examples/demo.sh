@@ -26,10 +26,25 @@ for f in "$root"/examples/simulatordeployment-full.yaml "$root"/examples/schedul
   kubectl apply -f "$f" || true
 done
 
-echo "waiting for the operator to reconcile ..."
-kubectl wait --for=condition=Ready simdep --all -A --timeout=90s >/dev/null 2>&1 || true
-kubectl wait --for=condition=Ready schedinst --all -A --timeout=60s >/dev/null 2>&1 || true
-
+# The SimulatorDeployment becomes Ready once its pods are (kwok readies them
+# at once). The SchedulerInstall is reconciled within a second or two, but it
+# is Ready only once a gateway implementation accepts its HTTPRoute; say so
+# rather than wait for it.
+echo "waiting for the SimulatorDeployment to become Ready ..."
+kubectl wait --for=condition=Ready simdep --all -A --timeout=60s
+echo "waiting for the SchedulerInstall to be reconciled ..."
+kubectl wait --for=jsonpath='{.status.observedGeneration}' schedinst --all -A --timeout=30s >/dev/null
+echo; echo "+ kubectl get schedinst -A -o jsonpath=... (each condition: type, status, reason, message)"
+kubectl get schedinst -A -o jsonpath='{range .items[*]}{range .status.conditions[*]}{.type}{"\t"}{.status}{"\t"}{.reason}{"\t"}{.message}{"\n"}{end}{end}' |
+  awk -F'\t' '{ printf "  %-19s %-8s %-22s %s\n", $1, $2, $3, substr($4, 1, 110) }'
+kubectl get schedinst -A -o jsonpath='{range .items[*]}{.metadata.namespace}/{.metadata.name}{"\t"}{range .status.conditions[?(@.type=="Ready")]}{.status}{"\t"}{.reason}{end}{"\n"}{end}' |
+  while IFS=$'\t' read -r key st reason; do
+    [ "$st" = True ] && continue
+    echo "SchedulerInstall $key is Ready=$st ($reason): it waits for a gateway implementation to accept"
+    echo "  its HTTPRoute (RouteAccepted above), and this control plane runs no gateway controller."
+    echo "  HANDS-ON.md step 4 plays the gateway's part (it writes the route's status) and the"
+    echo "  SchedulerInstall turns Ready; step 7 shows how to follow conditions, Events and logs."
+  done
 echo; echo "+ kubectl get simdep,schedinst -A"
 kubectl get simdep,schedinst -A
 echo; echo "+ kubectl get deploy,svc,cm,sa,role,rolebinding -A -l app.kubernetes.io/managed-by=schedsim-operator"

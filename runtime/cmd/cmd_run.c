@@ -1,8 +1,9 @@
 /* cmd_run.c: `schedsim-operator run`, the controller process. Owns the flag
- * parsing (conventions.md) and the wiring: logger, Manager (runtime/kube/
- * manager.h), then the controllers through k8s_controllers_add (when
- * runtime/controller.h exists; until then a stand-in Runnable that starts
- * informers for the two CR kinds and logs their events). */
+ * parsing (controller-runtime's flag names, doc/development.md) and the
+ * wiring: logger, Manager (runtime/kube/manager.h), then the controllers
+ * through k8s_controllers_add (when runtime/controller.h exists; until then a
+ * stand-in Runnable that starts informers for the two CR kinds and logs their
+ * events). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>

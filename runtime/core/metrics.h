@@ -10,7 +10,7 @@
  *
  * Label values are passed as an array with one string per label name given at
  * registration (NULL array when the metric has no labels). Names are chosen
- * by callers (controller-runtime names, see conventions.md); they are not
+ * by callers (controller-runtime's names, doc/development.md); they are not
  * validated beyond being non-empty. */
 #ifndef K8S_CORE_METRICS_H
 #define K8S_CORE_METRICS_H

@@ -1,5 +1,5 @@
 --- Standard labels and selectors of the objects the operator creates
---- (doc/architecture.md, shared conventions "Objects the operator creates").
+--- (doc/architecture.md, "What the runtime does with a result").
 ---
 --- The runtime itself stamps `app.kubernetes.io/managed-by` and
 --- `sim.llm-d.io/owner` on every child's metadata: `M.standard` does NOT add them.

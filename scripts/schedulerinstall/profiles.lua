@@ -3,7 +3,9 @@
 -- key epp-config.yaml. The three profiles are the reference operator's; edit
 -- them here (or overlay this module from the scripts ConfigMap, key
 -- "schedulerinstall.profiles.lua") to change how the EPP scores endpoints.
--- Plugin types: shared/reference/llm-d.md §c "Plugin configuration".
+-- Plugin types: llm-d-inference-scheduler v0.4.0 docs/architecture.md ("Configuration")
+-- and the plugin type constants of gateway-api-inference-extension v1.2.0 (pkg/epp);
+-- doc/scheduler-workflow.md lists them.
 local M = {}
 
 M.apiVersion = "inference.networking.x-k8s.io/v1alpha1"

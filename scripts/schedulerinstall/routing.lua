@@ -161,7 +161,7 @@ end
 -- ------------------------------------------------- the gateway's verdict
 
 -- Hints appended to RouteAccepted messages, by pattern on the gateway's
--- message or reason (field-failures #1, #10, #14). `reason` replaces the
+-- message or reason (doc/trouble-shooting.md, RouteAccepted). `reason` replaces the
 -- gateway's reason when set.
 M.gateway_hints = {
   { match = "InferencePool is not enabled", reason = "InferencePoolUnsupportedByGateway",

@@ -5,7 +5,12 @@
 -- Edit the tables, not the code: rows are ordered newest first and the first
 -- row whose `since` is <= the image's version applies. Untagged images
 -- ("latest", "dev", a digest) get the newest row.
--- Sources: shared/reference/llm-d.md §a, §c; field-failures.md #2, #11, #12.
+-- Sources (doc/configuration.md "Versions" summarises them): EPP flags from
+-- gateway-api-inference-extension v1.2.0 cmd/epp/runner/runner.go and v1.4.0
+-- pkg/epp/server/options.go (Validate refuses the metric-name flags); EPP RBAC from
+-- llm-d-inference-scheduler v0.4.0 deploy/components/inference-gateway/rbac.yaml and
+-- llm-d/llm-d-benchmark#775 (inferencemodelrewrites); the KV gauge rename in
+-- llm-d-inference-sim v0.7.0 (llm-d/llm-d-inference-sim#307).
 local M = {}
 
 -- ---------------------------------------------------------------- parsing

@@ -1,7 +1,9 @@
 --- Image → behaviour tables for the images a SimulatorDeployment runs:
 --- the llm-d inference simulator (health endpoints, KV-cache metric name)
 --- and the EPP (which metric flags it still accepts).
---- Sources: doc/configuration.md ("Versions"), shared reference llm-d.md §a, §c.
+--- Sources: doc/configuration.md ("Versions"); llm-d-inference-sim v0.10.2
+--- pkg/common/parser.go and pkg/communication/http.go (flags, /health, /health/ready);
+--- gateway-api-inference-extension v1.4.0 pkg/epp/server/options.go (metric flags).
 local M = {}
 
 --- The pinned upstream simulator image (newest release in the reference table).

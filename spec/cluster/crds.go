@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -19,14 +20,35 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 )
 
+// crdFile is one file of a CRD set: a path (glob) under the CRD dir and,
+// for multi-document files that hold more CRDs than the set wants, the names
+// of the CRDs to take (empty: every CRD in the file).
+type crdFile struct {
+	glob  string
+	names []string
+}
+
 // crdSets maps the names accepted by --crds / "ctl install-crds" to files
-// (globs) relative to shared/thirdparty-crds.
-var crdSets = map[string][]string{
-	"gateway":             {"gateway-api/v1.4.0/*.yaml"},
-	"inference-v1":        {"gateway-api-inference-extension/v1.6.0/inference.networking.k8s.io_inferencepools.yaml"},
-	"inference-v1alpha2":  {"gateway-api-inference-extension/v1.4.0/inference.networking.x-k8s.io_inferencepools.yaml"},
-	"inference-objective": {"gateway-api-inference-extension/v1.5.0/inference.networking.x-k8s.io_inferenceobjectives.yaml"},
-	"istio":               {"istio/1.28.1/destinationrules.networking.istio.io.yaml", "istio/1.28.1/envoyfilters.networking.istio.io.yaml"},
+// under the CRD dir. The default CRD dir is the Go module cache, so the paths
+// are <module>@<version>/<path in the module>; spec/cluster/thirdparty fetches
+// those modules at the versions (and hashes) pinned in thirdparty.sum.
+var crdSets = map[string][]crdFile{
+	"gateway": {
+		{glob: "sigs.k8s.io/gateway-api@v1.4.0/config/crd/standard/gateway.networking.k8s.io_gatewayclasses.yaml"},
+		{glob: "sigs.k8s.io/gateway-api@v1.4.0/config/crd/standard/gateway.networking.k8s.io_gateways.yaml"},
+		{glob: "sigs.k8s.io/gateway-api@v1.4.0/config/crd/standard/gateway.networking.k8s.io_grpcroutes.yaml"},
+		{glob: "sigs.k8s.io/gateway-api@v1.4.0/config/crd/standard/gateway.networking.k8s.io_httproutes.yaml"},
+		{glob: "sigs.k8s.io/gateway-api@v1.4.0/config/crd/standard/gateway.networking.k8s.io_referencegrants.yaml"},
+	},
+	// v1 pool: v1.6.0 (endpointPickerRef optional, appProtocol)
+	"inference-v1": {{glob: "sigs.k8s.io/gateway-api-inference-extension@v1.6.0/config/crd/bases/inference.networking.k8s.io_inferencepools.yaml"}},
+	// the legacy v1alpha2 pool: last shipped in v1.4.0
+	"inference-v1alpha2": {{glob: "sigs.k8s.io/gateway-api-inference-extension@v1.4.0/config/crd/bases/inference.networking.x-k8s.io_inferencepools.yaml"}},
+	// InferenceObjective: last shipped in v1.5.0 (EPPs built on GAIE <= 1.5 watch it)
+	"inference-objective": {{glob: "sigs.k8s.io/gateway-api-inference-extension@v1.5.0/config/crd/bases/inference.networking.x-k8s.io_inferenceobjectives.yaml"}},
+	// Istio's CRDs are one multi-document file in istio.io/api
+	"istio": {{glob: "istio.io/api@v1.28.1/kubernetes/customresourcedefinitions.gen.yaml",
+		names: []string{"destinationrules.networking.istio.io", "envoyfilters.networking.istio.io"}}},
 }
 
 func crdSetNames() []string {
@@ -79,13 +101,14 @@ func (l *launcher) installCRDs(ctx context.Context, sets []string) error {
 	}
 	var names []string
 	for _, set := range sets {
-		for _, pattern := range crdSets[set] {
-			files, err := filepath.Glob(filepath.Join(l.crdsDir, pattern))
+		for _, cf := range crdSets[set] {
+			files, err := filepath.Glob(filepath.Join(l.crdsDir, cf.glob))
 			if err != nil || len(files) == 0 {
-				return fmt.Errorf("CRD set %s: no file matches %s", set, filepath.Join(l.crdsDir, pattern))
+				return fmt.Errorf("CRD set %s: no file matches %s (spec/cluster/thirdparty fetches the pinned modules)",
+					set, filepath.Join(l.crdsDir, cf.glob))
 			}
 			for _, f := range files {
-				n, err := applyCRDFile(ctx, cs, f)
+				n, err := applyCRDFile(ctx, cs, f, cf.names)
 				if err != nil {
 					return fmt.Errorf("CRD set %s: %s: %w", set, f, err)
 				}
@@ -119,7 +142,10 @@ func crdEstablished(crd *apiextensionsv1.CustomResourceDefinition) bool {
 	return false
 }
 
-func applyCRDFile(ctx context.Context, cs *apiextclient.Clientset, file string) ([]string, error) {
+// applyCRDFile creates or updates the CRDs of file (every one, or those named
+// in only) and returns their names; a name of only that the file lacks is an
+// error.
+func applyCRDFile(ctx context.Context, cs *apiextclient.Clientset, file string, only []string) ([]string, error) {
 	data, err := os.ReadFile(file)
 	if err != nil {
 		return nil, err
@@ -134,7 +160,7 @@ func applyCRDFile(ctx context.Context, cs *apiextclient.Clientset, file string) 
 			}
 			return nil, err
 		}
-		if crd.Name == "" {
+		if crd.Name == "" || (len(only) > 0 && !slices.Contains(only, crd.Name)) {
 			continue
 		}
 		client := cs.ApiextensionsV1().CustomResourceDefinitions()
@@ -156,6 +182,11 @@ func applyCRDFile(ctx context.Context, cs *apiextclient.Clientset, file string) 
 			return nil, fmt.Errorf("%s: %w", crd.Name, err)
 		}
 		names = append(names, crd.Name)
+	}
+	for _, n := range only {
+		if !slices.Contains(names, n) {
+			return nil, fmt.Errorf("CRD %s not found in the file", n)
+		}
 	}
 	return names, nil
 }

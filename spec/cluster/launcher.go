@@ -112,7 +112,7 @@ func runUp(args []string) int {
 	fs := flag.NewFlagSet("up", flag.ContinueOnError)
 	dir := fs.String("dir", "", "state dir (default: a new ${TMPDIR:-/tmp}/schedsim-cluster.XXXXXX)")
 	crds := fs.String("crds", "none", "third-party CRDs to install: comma list of "+strings.Join(crdSetNames(), ",")+", or all, or none")
-	crdsDir := fs.String("crds-dir", os.Getenv("SCHEDSIM_THIRDPARTY_CRDS"), "directory holding the third-party CRDs (shared/thirdparty-crds)")
+	crdsDir := fs.String("crds-dir", os.Getenv("SCHEDSIM_THIRDPARTY_CRDS"), "directory the CRD sets are read from: the Go module cache, as printed by spec/cluster/thirdparty")
 	watchCache := fs.Bool("watch-cache", true, "run the apiserver with its watch cache")
 	defTimeout := 600 * time.Second
 	if v, err := time.ParseDuration(os.Getenv("SCHEDSIM_CLUSTER_READY_TIMEOUT")); err == nil {

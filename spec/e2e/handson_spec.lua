@@ -127,8 +127,9 @@ __handson_report() {
 --- .env = { KUBECONFIG, SCHEDSIM_OPERATOR_KUBECONFIG, SCHEDSIM_CLUSTER_DIR }.
 local function start_cluster()
   local exe = assert(os.getenv("SCHEDSIM_CLUSTER_EXE"), "SCHEDSIM_CLUSTER_EXE not set")
-  local crds_dir = os.getenv("SCHEDSIM_THIRDPARTY_CRDS") or (ROOT .. "/../shared/thirdparty-crds")
-  local p = cluster.spawn(("%s up --crds all --crds-dir %s"):format(cluster.q(exe), cluster.q(crds_dir)))
+  -- spec/cluster/run exports SCHEDSIM_THIRDPARTY_CRDS, the launcher's default CRD dir
+  assert(os.getenv("SCHEDSIM_THIRDPARTY_CRDS"), "SCHEDSIM_THIRDPARTY_CRDS not set (run under spec/cluster/run)")
+  local p = cluster.spawn(("%s up --crds all"):format(cluster.q(exe)))
   local line = cluster.eventually(300, "a control plane for HANDS-ON.md", function()
     assert(p:alive(), "launcher exited:\n" .. p:stderr():sub(-2000))
     return p:stdout():match("schedsim%-cluster ready:[^\n]*"), p:stderr():sub(-300)

@@ -213,8 +213,9 @@ end
 local function start_cluster(crds)
   local exe = os.getenv("SCHEDSIM_CLUSTER_EXE")
   assert(exe, "SCHEDSIM_CLUSTER_EXE not set")
-  local crds_dir = os.getenv("SCHEDSIM_THIRDPARTY_CRDS") or (ROOT .. "/../shared/thirdparty-crds")
-  local p = spawn(("%s up --crds %s --crds-dir %s"):format(q(exe), q(crds), q(crds_dir)))
+  -- spec/cluster/run exports SCHEDSIM_THIRDPARTY_CRDS, the launcher's default CRD dir
+  assert(os.getenv("SCHEDSIM_THIRDPARTY_CRDS"), "SCHEDSIM_THIRDPARTY_CRDS not set (run under spec/cluster/run)")
+  local p = spawn(("%s up --crds %s"):format(q(exe), q(crds)))
   local line = eventually(240, "second control plane (" .. crds .. ")", function()
     assert(p:alive(), "launcher exited:\n" .. p:stderr():sub(-2000))
     return p:stdout():match("schedsim%-cluster ready:[^\n]*"), p:stderr():sub(-300)
