@@ -40,7 +40,7 @@
 #include "cmd/cmd.h"
 #include "cmd/crinput.h"
 #include "cmd/diff_tree.h"
-#include "controller.h"
+#include "controller/live.h"
 #include "core/buf.h"
 #include "core/json.h"
 #include "core/log.h"

@@ -1,9 +1,7 @@
 /* cmd_run.c: `schedsim-operator run`, the controller process. Owns the flag
  * parsing (controller-runtime's flag names, doc/development.md) and the
  * wiring: logger, Manager (runtime/kube/manager.h), then the controllers
- * through k8s_controllers_add (when runtime/controller.h exists; until then a
- * stand-in Runnable that starts informers for the two CR kinds and logs their
- * events). */
+ * (k8s_controllers_add, runtime/controller/). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,15 +10,6 @@
 #include "cmd/cmd.h"
 #include "core/log.h"
 #include "kube/manager.h"
-
-#if defined(__has_include)
-#if __has_include("controller.h")
-#include "controller.h"
-#endif
-#endif
-#ifdef K8S_HAVE_CONTROLLERS_ADD /* defined by runtime/controller.h once it defines the hook */
-#define HAVE_CONTROLLERS 1
-#endif
 
 /* ==== flags ================================================================ */
 
@@ -164,92 +153,6 @@ static int parse_flags(int argc, char **argv, struct run_flags *f)
   }
   return 0;
 }
-
-/* ==== stand-in until the controllers land ================================== */
-
-#ifndef HAVE_CONTROLLERS
-static const struct {
-  const char *api_version, *kind;
-} cr_kinds[] = {
-    {"sim.llm-d.io/v1alpha1", "SimulatorDeployment"},
-    {"sim.llm-d.io/v1alpha1", "SchedulerInstall"},
-};
-
-static void log_event(const char *what, struct k8s_informer *inf, const struct k8s_object *o)
-{
-  k8s_log(K8S_LOG_INFO, what, "kind", k8s_informer_kind(inf), "key", o->key, "resourceVersion",
-          o->resource_version, NULL);
-}
-
-static void on_add(struct k8s_informer *inf, const struct k8s_object *o, void *data)
-{
-  log_event("added", inf, o);
-}
-
-static void on_update(struct k8s_informer *inf, const struct k8s_object *old,
-                      const struct k8s_object *o, void *data)
-{
-  log_event("updated", inf, o);
-}
-
-static void on_delete(struct k8s_informer *inf, const struct k8s_object *o, void *data)
-{
-  log_event("deleted", inf, o);
-}
-
-struct standin {
-  struct k8s_manager *m;
-  bool watching[2];
-};
-
-static void standin_watch(struct standin *s)
-{
-  static const struct k8s_event_handler h = {
-      .on_add = on_add, .on_update = on_update, .on_delete = on_delete};
-  for (size_t i = 0; i < 2; i++) {
-    if (s->watching[i]) continue;
-    struct k8s_informer *inf;
-    int rc = k8s_cache_get_informer(k8s_manager_cache(s->m), cr_kinds[i].api_version,
-                                    cr_kinds[i].kind, &inf);
-    if (rc) {
-      k8s_log(K8S_LOG_WARN, "kind not served (CRD not installed?); waiting for discovery",
-              "apiVersion", cr_kinds[i].api_version, "kind", cr_kinds[i].kind, NULL);
-      continue;
-    }
-    s->watching[i] = true;
-    k8s_informer_add_handler(inf, &h, s);
-  }
-}
-
-static void standin_discovery_changed(struct k8s_discovery *d, void *data)
-{
-  struct standin *s = data;
-  if (!k8s_manager_stopping(s->m)) standin_watch(s);
-}
-
-static int standin_setup(struct k8s_manager *m, void *data)
-{
-  struct standin *s = data;
-  s->m = m;
-  standin_watch(s);
-  k8s_discovery_on_change(k8s_manager_discovery(m), standin_discovery_changed, s);
-  return 0;
-}
-
-static int k8s_controllers_add_standin(struct k8s_manager *m,
-                                       const struct k8s_controllers_options *o, char *err,
-                                       size_t errlen)
-{
-  static struct standin s;
-  static const struct k8s_runnable r = {
-      .name = "cr-event-logger", .needs_leader = false, .setup = standin_setup, .data = &s};
-  if (o->scripts_dir || o->scripts_configmap)
-    k8s_log(K8S_LOG_WARN, "scripts are not loaded yet by this build (controllers not linked)",
-            NULL);
-  return k8s_manager_add_runnable(m, &r) ? 1 : 0;
-}
-#define k8s_controllers_add k8s_controllers_add_standin
-#endif
 
 /* ==== run ================================================================== */
 

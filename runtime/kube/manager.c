@@ -434,6 +434,10 @@ void k8s_manager_free(struct k8s_manager *m)
     if (m->discovery_timer) k8s_loop_timer_cancel(m->loop, m->discovery_timer);
   }
   k8s_server_stop(m->server);
+  /* the Runnables' data goes first, while the Cache they hold handlers on,
+   * the client and the loop still exist; in reverse order of adding */
+  for (size_t i = m->nrunnables; i-- > 0;)
+    if (m->runnables[i].r.free) m->runnables[i].r.free(m->runnables[i].r.data);
   k8s_leader_elector_free(m->elector);
   k8s_cache_free(m->cache);
   k8s_discovery_free(m->discovery);

@@ -27,8 +27,10 @@
  * makes k8s_manager_run return 1, as controller-runtime exits.
  *
  * Ownership: the caller owns the manager (k8s_manager_new / k8s_manager_free)
- * and everything reachable from its accessors is borrowed from it. Runnables
- * are borrowed: their data must outlive the manager's run. */
+ * and everything reachable from its accessors is borrowed from it. The
+ * manager keeps a copy of each k8s_runnable; its data is the Runnable's own
+ * until k8s_manager_free hands it to the free hook (data without a free hook
+ * must outlive the manager). */
 #ifndef SCHEDSIM_KUBE_MANAGER_H
 #define SCHEDSIM_KUBE_MANAGER_H
 
@@ -76,6 +78,9 @@ struct k8s_runnable {
   void (*stop)(struct k8s_manager *m, void *data);
   /* true once no work is in flight (checked every 50 ms during shutdown). */
   bool (*idle)(void *data);
+  /* frees data: called once by k8s_manager_free (after the run, before the
+   * Cache, client and loop go), in reverse order of adding. */
+  void (*free)(void *data);
   void *data;
 };
 
@@ -103,13 +108,12 @@ void k8s_manager_stop(struct k8s_manager *m, int exit_code);
 /* ---- the controllers' hook -------------------------------------------------
  * `schedsim-operator run` (runtime/cmd/cmd_run.c) builds the Manager, then
  * calls k8s_controllers_add once, before k8s_manager_run. The function is
- * defined by runtime/controller.c (declared here so cmd_run.c compiles
- * without it): it loads the script set and adds one Runnable per controller
- * (needs_leader true) with k8s_manager_add_runnable, plus a ready gate
- * "scripts". cmd_run.c calls it when runtime/controller.h exists and
- * defines K8S_HAVE_CONTROLLERS_ADD (so the hook can land after the header);
- * until then it runs a stand-in that only logs the events of the two CR kinds. Returns 0, 2 for a
- * usage/input error (message in err, naming the file or flag), 1 for other failures. */
+ * defined by runtime/controller/controller.c (declared here so the manager
+ * and the controllers stay separate layers): it loads the script set and
+ * adds one Runnable per controller (needs_leader true, with a free hook)
+ * with k8s_manager_add_runnable, plus a ready gate "scripts". Returns 0, 2
+ * for a usage/input error (message in err, naming the file or flag), 1 for
+ * other failures. */
 struct k8s_controllers_options {
   const char *scripts_dir;       /* --scripts DIR, or NULL: bundled scripts */
   const char *scripts_configmap; /* --scripts-configmap NAMESPACE/NAME, or NULL */

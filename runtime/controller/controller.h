@@ -7,6 +7,10 @@
  * (forget / add_after / add_rate_limited). A key stays processing until
  * every write of its reconcile completed.
  *
+ * Units: controller.c (queue, handlers, informers, Runnable), reconcile.c
+ * (one reconcile and its outcome), writer.c (writes, expectations,
+ * refusals), live.c (the live cache/discovery sources, also used by diff).
+ *
  * `schedsim-operator run` calls k8s_controllers_add (declared in
  * kube/manager.h) once before k8s_manager_run. Knobs without a flag are read
  * from the environment:
@@ -15,23 +19,13 @@
  *   SCHEDSIM_LUA_INSTRUCTION_BUDGET instructions per reconcile (default 50M)
  *   SCHEDSIM_MAX_INFLIGHT           keys with writes in flight per controller (16)
  *
- * Ownership: the controllers live until the process exits; the Manager
- * borrows their Runnables. */
-#ifndef SCHEDSIM_CONTROLLER_H
-#define SCHEDSIM_CONTROLLER_H
+ * Ownership: the Manager owns the controllers through their Runnables'
+ * free hook (k8s_manager_free frees them, before the Cache they hold
+ * handlers on). */
+#ifndef SCHEDSIM_CONTROLLER_CONTROLLER_H
+#define SCHEDSIM_CONTROLLER_CONTROLLER_H
 
 #include "kube/manager.h"
 #include "lua/context.h"
-
-#define K8S_HAVE_CONTROLLERS_ADD 1
-
-struct k8s_cache;
-struct k8s_discovery;
-
-/* Cache and discovery sources over the live informers and discovery (the
- * operator's implementations of runtime/lua/context.h). The structs are
- * filled in place and borrow cache and d. */
-void lk_live_cache_source(struct lk_cache_source *src, struct k8s_cache *cache);
-void lk_live_discovery_source(struct lk_discovery_source *src, struct k8s_discovery *d);
 
 #endif
