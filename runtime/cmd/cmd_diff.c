@@ -167,20 +167,26 @@ static struct k8s_store *cache_store(void *ud, const char *av, const char *kind)
 
 static const struct lk_cache_ops cache_ops = {cache_store};
 
-/* Adds the kinds of controller c (for_, owns, watches) to the cache list. */
+static int kstore_add(struct diffctx *x, const char *av, const char *kind)
+{
+  if (kstore_find(x, av, kind)) return 0;
+  struct kstore *nk = realloc(x->ks, (x->nks + 1) * sizeof(*nk));
+  if (!nk) return -1;
+  x->ks = nk;
+  struct kstore *k = &x->ks[x->nks++];
+  memset(k, 0, sizeof(*k));
+  k->api_version = av;
+  k->kind = kind;
+  return 0;
+}
+
+/* Adds the kinds of controller c (for_, owns, watches) to the cache list,
+ * and Namespaces (the engine reads their grant labels, doc/security.md). */
 static int kstore_declare(struct diffctx *x, const struct lk_controller_decl *c)
 {
-  for (size_t i = 0; i < c->nkinds; i++) {
-    if (kstore_find(x, c->kinds[i].api_version, c->kinds[i].kind)) continue;
-    struct kstore *nk = realloc(x->ks, (x->nks + 1) * sizeof(*nk));
-    if (!nk) return -1;
-    x->ks = nk;
-    struct kstore *k = &x->ks[x->nks++];
-    memset(k, 0, sizeof(*k));
-    k->api_version = c->kinds[i].api_version;
-    k->kind = c->kinds[i].kind;
-  }
-  return 0;
+  for (size_t i = 0; i < c->nkinds; i++)
+    if (kstore_add(x, c->kinds[i].api_version, c->kinds[i].kind) != 0) return -1;
+  return kstore_add(x, "v1", "Namespace");
 }
 
 /* Copies the gvr of a discovered kind (discovery's strings are only valid

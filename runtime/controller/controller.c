@@ -159,11 +159,7 @@ static void process(struct k8s_loop *loop, void *data)
 static void owner_track(struct ctl *c, const struct k8s_object *o, int add)
 {
   char owner[64], key[512];
-  char kind[128];
-  snprintf(kind, sizeof(kind), "%s", c->decl->for_.kind);
-  for (char *p = kind; *p; p++)
-    if (*p >= 'A' && *p <= 'Z') *p = (char)(*p - 'A' + 'a');
-  k8s_owner_label_value(kind, o->ns, o->name, owner);
+  k8s_owner_label_value(c->decl->for_.kind, o->ns, o->name, owner);
   ctl_key_of(o->ns, o->name, key, sizeof(key));
   struct owner_ent *e = k8s_strmap_get(&c->owners, owner);
   if (!add) {
@@ -295,13 +291,91 @@ static void ensure_informers(struct ctl *c)
   }
 }
 
+/* The served kinds changed (a CRD was installed or removed): start the
+ * informers that can start now, and reconcile every CR again, since what a
+ * script emits depends on k8s.discovery.served (an InferencePool, a
+ * DestinationRule becomes possible or impossible). */
 static void discovery_changed(struct k8s_discovery *d, void *data)
 {
   struct controllers *all = data;
   if (k8s_manager_stopping(all->m)) return;
-  for (size_t i = 0; i < all->nctls; i++)
+  for (size_t i = 0; i < all->nctls; i++) {
     ensure_informers(&all->ctls[i]);
+    enqueue_all(&all->ctls[i], K8S_PRIORITY_LOW);
+  }
 }
+
+/* {====================================================================
+ * Namespace grants (doc/security.md)
+ * ===================================================================== */
+
+/* Enqueues every CR (of every controller) in namespace ns. */
+static void enqueue_namespace(struct controllers *all, const char *ns)
+{
+  for (size_t i = 0; i < all->nctls; i++) {
+    struct ctl *c = &all->ctls[i];
+    if (!c->cr->inf) continue;
+    const struct k8s_object **objs = NULL;
+    size_t n = k8s_store_list(k8s_informer_store(c->cr->inf), ns, &objs);
+    for (size_t k = 0; n != (size_t)-1 && k < n; k++)
+      k8s_workqueue_add(c->q, objs[k]->key, K8S_PRIORITY_HIGH);
+    free(objs);
+    ctl_sync_queue_metrics(c);
+    ctl_schedule(c);
+  }
+}
+
+/* A grant label allow-from.sim.llm-d.io/<source> appeared, changed or went
+ * on a Namespace: the CRs of <source> reconcile again (a refused child may
+ * now be written, or a granted one refused). */
+static void grants_changed(struct controllers *all, const struct k8s_object *a,
+                           const struct k8s_object *b)
+{
+  size_t plen = strlen(LK_GRANT_LABEL_PREFIX);
+  for (int side = 0; side < 2; side++) {
+    const struct k8s_object *o = side ? b : a, *other = side ? a : b;
+    for (size_t i = 0; o && i < o->nlabels; i++) {
+      const char *key = o->labels[i].key;
+      if (strncmp(key, LK_GRANT_LABEL_PREFIX, plen)) continue;
+      const char *was = other ? k8s_object_label(other, key) : NULL;
+      if (!was || strcmp(was, o->labels[i].value)) enqueue_namespace(all, key + plen);
+    }
+  }
+}
+
+static void ns_add(struct k8s_informer *inf, const struct k8s_object *o, void *data)
+{
+  grants_changed(data, NULL, o);
+}
+
+static void ns_update(struct k8s_informer *inf, const struct k8s_object *old,
+                      const struct k8s_object *o, void *data)
+{
+  grants_changed(data, old, o);
+}
+
+static void ns_delete(struct k8s_informer *inf, const struct k8s_object *o, void *data)
+{
+  grants_changed(data, o, NULL);
+}
+
+static const struct k8s_event_handler ns_handler = {
+    .on_add = ns_add, .on_update = ns_update, .on_delete = ns_delete};
+
+/* The Namespace informer the grants are read from; the engine reads the
+ * same Store through the cache source (store "v1" "Namespace"). */
+static int watch_namespaces(struct controllers *all)
+{
+  if (all->namespaces) return 0;
+  if (k8s_cache_get_informer(k8s_manager_cache(all->m), "v1", "Namespace", &all->namespaces)) {
+    all->namespaces = NULL;
+    return -1;
+  }
+  all->ns_handler = k8s_informer_add_handler(all->namespaces, &ns_handler, all);
+  return 0;
+}
+
+/* }==================================================================== */
 
 /* }==================================================================== */
 
@@ -406,6 +480,10 @@ static int ctl_setup(struct k8s_manager *m, void *data)
 {
   struct ctl *c = data;
   ensure_informers(c);
+  if (watch_namespaces(c->all) != 0) {
+    k8s_log(K8S_LOG_ERROR, "cannot watch Namespaces (the grant labels, doc/security.md)", NULL);
+    return -1;
+  }
   return 0;
 }
 
@@ -486,18 +564,6 @@ static void free_all(void *data)
       free(e);
     }
     k8s_strmap_clear(&c->owners);
-    it = 0;
-    while (k8s_strmap_next(&c->expect, &it, &k, &v)) {
-      struct expectation *e = v;
-      free(e->id);
-      free(e->value);
-      free(e);
-    }
-    k8s_strmap_clear(&c->expect);
-    it = 0;
-    while (k8s_strmap_next(&c->refused, &it, &k, &v))
-      ctl_refusal_free(v);
-    k8s_strmap_clear(&c->refused);
     for (size_t j = 0; j < c->nmapq; j++)
       json_decref(c->mapq[j].obj);
     free(c->mapq);
@@ -506,6 +572,9 @@ static void free_all(void *data)
     k8s_workqueue_free(c->q);
   }
   free(all->ctls);
+  if (all->namespaces) k8s_informer_remove_handler(all->namespaces, all->ns_handler);
+  ctl_records_free(all);
+  k8s_ratelimiter_free(all->script_backoff);
   k8s_reload_free(all->reload);
   lk_engine_free(all->engine);
   free(all);
@@ -553,6 +622,9 @@ int k8s_controllers_add(struct k8s_manager *m, const struct k8s_controllers_opti
     return 1;
   }
   all->m = m;
+  all->memory = (struct lk_write_memory){ctl_record_lookup, all};
+  struct k8s_ratelimiter_config sb = {SCRIPT_BACKOFF_BASE, SCRIPT_BACKOFF_MAX, 0, 0};
+  if (!(all->script_backoff = k8s_ratelimiter_new(&sb))) return 1;
   all->resync = env_double("SCHEDSIM_RESYNC_PERIOD", DEFAULT_RESYNC);
   all->max_inflight = (int)env_double("SCHEDSIM_MAX_INFLIGHT", DEFAULT_MAX_INFLIGHT);
   lk_live_cache_source(&all->cache, k8s_manager_cache(m));

@@ -17,6 +17,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/strmap.h"
+#include "core/ratelimiter.h"
 #include "core/workqueue.h"
 #include "lua/engine.h"
 #include "lua/reload.h"
@@ -26,6 +27,10 @@
 #define BATCH_PER_TICK 32
 #define EXPECTATION_TTL 30.0
 #define FINALIZE_WAIT 5.0
+#define REQUEUE_FLOOR 1.0       /* seconds: the least requeue_after honoured */
+#define QUIET_RETRY 1.0         /* seconds: retry after a prerequisite was not visible yet */
+#define SCRIPT_BACKOFF_BASE 1.0 /* seconds: first retry of a failing script, doubling */
+#define SCRIPT_BACKOFF_MAX 300.0
 
 /* {====================================================================
  * Types
@@ -50,10 +55,20 @@ struct owner_ent {
   char *key;
 };
 
-struct expectation {
-  char *id; /* map key: "child:<apiVersion>/<kind>/<ns>/<name>" or "status:<key>" */
-  char *value;
-  double at;
+/* What the runtime last wrote to one object: a child (shared by every
+ * controller: two CRs of different kinds may want the same name) or a CR's
+ * status. Kept in controllers.records for EXPECTATION_TTL seconds. It lets a
+ * reconcile that runs before the informer delivered our own write skip
+ * writing the same content again, tells the engine that another CR is
+ * already creating a child the cache does not show yet (a claim), and which
+ * resourceVersion our last apply produced (no drift on our own write). */
+struct record {
+  char *id;        /* map key: "<apiVersion>/<kind>/<ns>/<name>", or "status:<controller>/<key>" */
+  char *owner;     /* children: the owner label value it was written for ("" for a status) */
+  char *content;   /* the desired hash, the status text, or "deleted" */
+  char *rv_before; /* the cached resourceVersion the write went over ("" when absent) */
+  char *rv_after;  /* the resourceVersion the write produced; "" while in flight */
+  double at;       /* monotonic seconds of the write */
 };
 
 struct mapev {
@@ -73,8 +88,6 @@ struct ctl {
   size_t nkinds;
   struct kinfo *cr; /* kinds[0] */
   struct k8s_strmap owners;
-  struct k8s_strmap expect;
-  struct k8s_strmap refused; /* CR key -> struct refusal */
   struct mapev *mapq;
   size_t nmapq, capmapq;
   int started, stopping, tick_pending;
@@ -93,6 +106,11 @@ struct controllers {
   size_t nctls;
   struct lk_cache_source cache;
   struct lk_discovery_source discovery;
+  struct lk_write_memory memory;   /* over records, for the engine */
+  struct k8s_strmap records;       /* id -> struct record */
+  struct k8s_informer *namespaces; /* v1 Namespace: the grant labels (doc/security.md) */
+  unsigned ns_handler;
+  struct k8s_ratelimiter *script_backoff; /* keys whose script failed or ran out of budget */
   struct metrics mx;
   double resync;
   int max_inflight;
@@ -100,35 +118,57 @@ struct controllers {
   struct k8s_runnable owner; /* frees this struct (k8s_manager_free) */
 };
 
-/* One reconcile whose writes are in flight. */
+/* The phases of one reconcile's writes, in order; a phase starts when every
+ * write of the previous one finished (doc/architecture.md, "Ordered
+ * writes"). */
+enum phase {
+  PHASE_FINALIZER, /* the cleanup finalizer, before any child outside the CR's namespace */
+  PHASE_PREREQS,   /* ServiceAccounts, ConfigMaps, Roles: what other children refer to */
+  PHASE_CHILDREN,  /* every other child, then deletes of children no longer desired */
+  PHASE_STATUS,    /* the status (with this attempt's failed write, if any) and Events */
+  PHASE_DONE
+};
+
+/* One reconcile whose writes are in flight. Owns key, cr and res. */
 struct rec {
   struct ctl *c;
   char *key;
   char id[17];
+  char owner[64]; /* the CR's owner label value */
+  json_t *cr;     /* the CR as read from the cache */
+  struct lk_result res;
+  int have_res;
+  int fin; /* the CR carries the cleanup finalizer */
+  int st;  /* lk_engine_reconcile's return */
+  enum phase phase;
   int pending;
   int issuing;
-  int failed;
-  enum { OUT_SUCCESS, OUT_ERROR, OUT_TERMINAL, OUT_CONFLICT, OUT_REQUEUE_AFTER } outcome;
+  int failed;          /* a write failed (or could not be sent) */
+  int quiet;           /* ... only transiently, right after creating its prerequisites */
+  int created_prereqs; /* PHASE_PREREQS created an object */
+  char *failure;       /* the first failed write and the server's answer (owned) */
+  const char
+      *failure_reason; /* TargetNamespaceNotFound, WriteForbidden, WriteInvalid, WriteFailed */
+  enum {
+    OUT_SUCCESS,
+    OUT_ERROR,
+    OUT_SCRIPT_ERROR,
+    OUT_TERMINAL,
+    OUT_CONFLICT,
+    OUT_REFUSED,
+    OUT_REQUEUE_AFTER
+  } outcome;
   double requeue_after;
   double t0;
   int writes;
-  char *refused; /* the first write the API server refused (owned), or NULL */
-};
-
-/* A write of a CR's last attempt that the API server refused (a 4xx other
- * than 404, 409 Conflict and 429: a denial, not a race or throttling). The
- * next reconcile of the CR reports it as Ready=False ReconcileError until an
- * attempt's writes all succeed. Owned by ctl.refused. */
-struct refusal {
-  char *key;
-  char *message; /* "<what>: <Reason> (<code>): <message>" */
 };
 
 struct write {
   struct rec *rec;
   int allow404;
-  char *expect_id; /* set the expectation on success */
-  char *expect_value;
+  int after_prereqs; /* a child written after this reconcile created its prerequisites */
+  int prereq;        /* a PHASE_PREREQS apply of a child that did not exist */
+  char *record_id;   /* the record to complete (rv_after) or drop (failure), or NULL */
   char what[320];
 };
 
@@ -161,8 +201,9 @@ int ctl_has_finalizer(const json_t *cr);
 /* Reconciles key (popped from c's queue): runs the engine and issues the
  * writes; the key gets its outcome in ctl_complete once they all finished. */
 void ctl_reconcile_key(struct ctl *c, const char *key);
-/* Gives r's key its WorkQueue outcome, counts it in the metrics, frees r. */
-void ctl_complete(struct rec *r);
+/* Issues the writes of r's next phases until one has writes in flight, or
+ * completes r after the last (called again by the last write of a phase). */
+void ctl_advance(struct rec *r);
 
 /* }==================================================================== */
 
@@ -170,18 +211,25 @@ void ctl_complete(struct rec *r);
  * writer.c
  * ===================================================================== */
 
-void ctl_expect_clear(struct ctl *c, const char *id);
-void ctl_refusal_free(struct refusal *f);
-/* Records message (ownership taken) as key's refused write. */
-void ctl_refusal_set(struct ctl *c, const char *key, char *message);
-/* Forgets key's refused write; returns 1 if there was one. */
-int ctl_refusal_clear(struct ctl *c, const char *key);
-void ctl_add_finalizer(struct rec *r, const json_t *cr);
-void ctl_remove_finalizer(struct rec *r, const json_t *cr);
-void ctl_apply_child(struct rec *r, const struct lk_child *ch);
+/* The lk_write_memory lookup over all->records (ud: struct controllers). */
+int ctl_record_lookup(void *ud, const char *api_version, const char *kind, const char *ns,
+                      const char *name, const char **owner, const char **rv_after);
+/* Forgets the status record of key (the CR is gone). */
+void ctl_record_forget_status(struct ctl *c, const char *key);
+/* Frees every record. */
+void ctl_records_free(struct controllers *all);
+
+/* Each issues one write of r (counted in r->pending; its completion calls
+ * ctl_advance when it is the last one of the phase). prereq: the child is a
+ * PHASE_PREREQS one. */
+void ctl_add_finalizer(struct rec *r);
+void ctl_remove_finalizer(struct rec *r);
+void ctl_apply_child(struct rec *r, const struct lk_child *ch, int prereq);
 void ctl_delete_child(struct rec *r, const struct lk_ref *p);
-void ctl_write_status(struct rec *r, const json_t *cr, const json_t *status);
-void ctl_post_events(struct rec *r, const json_t *cr, const json_t *events);
+/* Writes status (the whole status of the CR) when it differs from what the
+ * CR or our last write of it holds. */
+void ctl_write_status(struct rec *r, const json_t *status);
+void ctl_post_events(struct rec *r, const json_t *events);
 
 /* }==================================================================== */
 

@@ -49,7 +49,7 @@ struct k8s_informer {
 struct k8s_cache {
   struct k8s_client *c;
   struct k8s_discovery *d;
-  char *ns, *labels;
+  char *ns, *labels, *field_manager;
   double dead_stream_timeout;
   struct k8s_strmap informers; /* cache_key -> informer */
   struct k8s_informer *doomed; /* released, freed by reap_timer */
@@ -331,6 +331,7 @@ struct k8s_cache *k8s_cache_new(struct k8s_client *c, struct k8s_discovery *d,
     cache->labels =
         opts->label_selector && *opts->label_selector ? strdup(opts->label_selector) : NULL;
     cache->dead_stream_timeout = opts->dead_stream_timeout;
+    cache->field_manager = opts->field_manager ? strdup(opts->field_manager) : NULL;
   }
   return cache;
 }
@@ -365,6 +366,7 @@ void k8s_cache_free(struct k8s_cache *cache)
   reap(NULL, cache);
   free(cache->ns);
   free(cache->labels);
+  free(cache->field_manager);
   free(cache);
 }
 
@@ -388,7 +390,10 @@ int k8s_cache_get_informer_gvr(struct k8s_cache *cache, const char *api_version,
       .dead_stream_timeout = cache->dead_stream_timeout,
   };
   inf = k8s_informer_new(cache->c, &o);
-  if (!inf) return -ENOMEM;
+  if (!inf || k8s_store_set_field_manager(inf->store, cache->field_manager) != 0) {
+    k8s_informer_free(inf);
+    return -ENOMEM;
+  }
   inf->cache = cache;
   inf->cache_key = strdup(key);
   inf->refs = 1;

@@ -89,6 +89,9 @@ struct k8s_cache_options {
   const char *namespace;      /* restrict namespaced kinds to one namespace; NULL: all */
   const char *label_selector; /* applied to every informer; NULL: none */
   double dead_stream_timeout; /* passed to reflectors; 0: default */
+  /* every Store keeps the field set this manager applied to each object
+   * (store.h, k8s_object.managed); NULL: none */
+  const char *field_manager;
 };
 
 /* Creates a cache resolving kinds through d (borrowed; may be NULL, then only

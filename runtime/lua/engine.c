@@ -277,6 +277,9 @@ static void push_observed(lua_State *L, struct run *r)
         ob->ns = strdup(o->ns);
         ob->name = strdup(o->name);
         ob->deleting = o->deleting;
+        ob->managed = o->managed; /* borrowed: the Store does not change during the call */
+        ob->managed_len = o->managed_len;
+        ob->rv = o->resource_version;
         int top = lua_gettop(L);
         if (lua_getfield(L, -1, "metadata") == LUA_TTABLE &&
             lua_getfield(L, -1, "annotations") == LUA_TTABLE &&
@@ -391,6 +394,9 @@ int lk_engine_reconcile(struct lk_engine *e, const struct lk_reconcile_in *in, s
   lua_pushlightuserdata(L, &run);
   int st = lk_pcall(e->sb, &ctx, 1, 0, &r->err);
   lk_sandbox_after_call(e->sb);
+  /* a failed call (an error, the memory cap, the instruction budget) may
+   * leave much garbage: collect it now, not at the next cycle */
+  if (st != LUA_OK) lua_gc(L, LUA_GCCOLLECT);
   r->lua_seconds = k8s_monotonic() - t0;
   if (st == LUA_OK) {
     if (run.result_err[0])
@@ -403,8 +409,9 @@ int lk_engine_reconcile(struct lk_engine *e, const struct lk_reconcile_in *in, s
     for (size_t i = 0; i < r->nchildren; i++) {
       json_decref(r->children[i].obj);
       free(r->children[i].owner);
+      free(r->children[i].why);
     }
-    r->nchildren = r->nconflicts = 0;
+    r->nchildren = r->nconflicts = r->nrefused = 0;
     json_decref(r->events);
     r->events = json_array();
     r->requeue_after = 0;

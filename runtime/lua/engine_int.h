@@ -51,6 +51,9 @@ struct obs {
   char *ns, *name, *hash;   /* hash: NULL when the child carries none */
   int deleting;
   int desired;
+  const char *managed; /* our field set (store.h), or NULL; borrowed from the Store */
+  size_t managed_len;
+  const char *rv; /* resourceVersion, borrowed from the Store */
 };
 
 struct run {
@@ -104,6 +107,19 @@ void lk_build_prune(struct post *p);
 /* Fills p->r->status from script_status (NULL: the CR's), the error, the
  * conflicts and the refused write; sets status_changed. */
 void lk_build_status(struct post *p, const json_t *script_status);
+
+/* }==================================================================== */
+
+/* {====================================================================
+ * boundary.c
+ * ===================================================================== */
+
+/* Checks decorated child ch of p->r against the security boundary (every
+ * child of the result is decorated by then: the rules look for the
+ * ServiceAccounts and Roles the same reconcile emits); when it crosses it,
+ * sets ch->action LK_CHILD_REFUSED, ch->reason and ch->why, and counts it in
+ * p->r->nrefused. */
+void lk_boundary_check(struct post *p, struct lk_child *ch);
 
 /* }==================================================================== */
 

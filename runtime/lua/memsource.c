@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kube/restclient.h"
 #include "lua/memsource.h"
 
 struct kindent {
@@ -146,7 +147,8 @@ int lk_memsource_add(struct lk_memsource *m, const json_t *obj, char *err, size_
   }
   if (!k->store) {
     k->store = k8s_store_new();
-    if (!k->store || k8s_store_set_kind(k->store, av, kind) != 0) {
+    if (!k->store || k8s_store_set_kind(k->store, av, kind) != 0 ||
+        k8s_store_set_field_manager(k->store, K8S_FIELD_MANAGER) != 0) {
       snprintf(err, errlen, "out of memory");
       return -1;
     }

@@ -1,8 +1,10 @@
 /* result.c: what the runtime does with a reconcile's result (engine.h,
  * steps 3-6 of its header): validation with messages naming the field,
  * decoration of every child (namespace, labels, owner reference, desired
- * hash), classification against the observed children, the prune list and
- * the status to write. Plain C over jansson values, outside Lua. */
+ * hash), the security boundary (boundary.c), classification against the
+ * observed children and the cache (conflicts, drift), holding a half-built
+ * set, the prune list and the status to write. Plain C over jansson values,
+ * outside Lua. */
 #include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -11,6 +13,7 @@
 
 #include <lauxlib.h>
 
+#include "core/fieldset.h"
 #include "core/json.h"
 #include "core/util.h"
 #include "lua/engine_int.h"
@@ -34,8 +37,11 @@ int lk_result_needs_finalizer(const struct lk_result *r, const char *cr_ns)
 {
   /* the rule decorate() (below) follows for owner references */
   int cluster_cr = !cr_ns || !*cr_ns;
-  for (size_t i = 0; i < r->nchildren; i++)
-    if (cluster_cr || strcmp(r->children[i].ns, cr_ns)) return 1;
+  for (size_t i = 0; i < r->nchildren; i++) {
+    const struct lk_child *c = &r->children[i];
+    if (c->action != LK_CHILD_APPLY && c->action != LK_CHILD_UNCHANGED) continue; /* not written */
+    if (cluster_cr || strcmp(c->ns, cr_ns)) return 1;
+  }
   for (size_t i = 0; i < r->nprune; i++)
     if (cluster_cr || strcmp(r->prune[i].ns, cr_ns)) return 1;
   return 0;
@@ -48,6 +54,7 @@ void lk_result_free(struct lk_result *r)
   for (size_t i = 0; i < r->nchildren; i++) {
     json_decref(r->children[i].obj);
     free(r->children[i].owner);
+    free(r->children[i].why);
   }
   for (size_t i = 0; i < r->nprune; i++) {
     free(r->prune[i].api_version);
@@ -160,8 +167,42 @@ static int decorate(struct post *p, size_t i, json_t *child, struct lk_child *ou
   return 0;
 }
 
-/* Step 5: APPLY, UNCHANGED or CONFLICT for a decorated child. */
-static int classify(struct post *p, struct lk_child *ch)
+static void set_why(struct lk_child *ch, const char *reason, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_why(struct lk_child *ch, const char *reason, const char *fmt, ...)
+{
+  va_list ap;
+  va_start(ap, fmt);
+  free(ch->why);
+  if (vasprintf(&ch->why, fmt, ap) < 0) ch->why = NULL;
+  va_end(ap);
+  ch->reason = reason;
+}
+
+/* Drift: the observed child carries our desired hash, but our field manager
+ * no longer owns every field of the desired object (core/fieldset.h: someone
+ * else changed one). Not drift when the cache shows exactly the object our
+ * last apply produced: then the API server, not a writer, recorded the field
+ * set, and applying again would change nothing. */
+static int drifted(struct post *p, const struct obs *o, struct lk_child *ch)
+{
+  if (!o->managed) return 0; /* no field set kept (render, fixtures without managedFields) */
+  char path[512];
+  if (k8s_fieldset_covers_text(ch->obj, o->managed, o->managed_len, path, sizeof(path))) return 0;
+  const struct lk_write_memory *wm = p->in->writes;
+  const char *owner, *rv_after;
+  if (wm && wm->lookup(wm->ud, ch->api_version, ch->kind, ch->ns, ch->name, &owner, &rv_after) &&
+      *rv_after && o->rv && !strcmp(rv_after, o->rv))
+    return 0;
+  set_why(ch, "Drift", "%s %s%s%s: %s was changed by another writer; applied again", ch->kind,
+          ch->ns, *ch->ns ? "/" : "", ch->name, path);
+  return 1;
+}
+
+/* Step 5: APPLY, UNCHANGED or CONFLICT for a decorated child inside the
+ * boundary. */
+static void classify(struct post *p, struct lk_child *ch)
 {
   struct run *run = p->run;
   for (size_t k = 0; k < run->nobs; k++) {
@@ -169,32 +210,64 @@ static int classify(struct post *p, struct lk_child *ch)
     if (lk_gvk_is(o->gvk, ch->api_version, ch->kind) && !strcmp(o->ns, ch->ns) &&
         !strcmp(o->name, ch->name)) {
       o->desired = 1;
-      ch->action = o->hash && !strcmp(o->hash, ch->hash) ? LK_CHILD_UNCHANGED : LK_CHILD_APPLY;
-      return 0;
+      ch->observed = 1;
+      ch->action = o->hash && !strcmp(o->hash, ch->hash) && !drifted(p, o, ch) ? LK_CHILD_UNCHANGED
+                                                                               : LK_CHILD_APPLY;
+      return;
     }
   }
   ch->action = LK_CHILD_APPLY;
+  const char *owner = NULL;
   const struct lk_cache_source *cache = p->in->cache;
   struct k8s_store *st = cache ? cache->ops->store(cache->ud, ch->api_version, ch->kind) : NULL;
-  if (!st) return 0;
   char key[512];
   snprintf(key, sizeof(key), "%s%s%s", ch->ns, *ch->ns ? "/" : "", ch->name);
-  const struct k8s_object *cur = k8s_store_get(st, key);
-  if (!cur) return 0;
-  const char *owner = k8s_object_label(cur, LK_LABEL_OWNER);
-  if (owner && !strcmp(owner, run->owner)) return 0;
+  const struct k8s_object *cur = st ? k8s_store_get(st, key) : NULL;
+  if (cur) {
+    owner = k8s_object_label(cur, LK_LABEL_OWNER);
+    if (owner && !strcmp(owner, run->owner)) return;
+    if (!owner) owner = "";
+  } else {
+    /* not in the cache yet: another CR's write of it may be in flight */
+    const struct lk_write_memory *wm = p->in->writes;
+    const char *rv_after;
+    if (!wm ||
+        !wm->lookup(wm->ud, ch->api_version, ch->kind, ch->ns, ch->name, &owner, &rv_after) ||
+        !strcmp(owner, run->owner))
+      return;
+  }
   ch->action = LK_CHILD_CONFLICT;
-  ch->owner = strdup(owner ? owner : "");
+  ch->owner = strdup(owner);
+  if (*owner)
+    set_why(ch, "Conflict", "%s %s%s%s exists and is owned by %s; not taken over", ch->kind, ch->ns,
+            *ch->ns ? "/" : "", ch->name, owner);
+  else
+    set_why(ch, "Conflict",
+            "%s %s%s%s exists and is not managed by schedsim-operator; not taken over", ch->kind,
+            ch->ns, *ch->ns ? "/" : "", ch->name);
   p->r->nconflicts++;
-  return 0;
 }
 
-/* Sets condition type in status.conditions, keeping lastTransitionTime from
- * the CR's condition of that type when its status is the same. */
-static void set_condition(json_t *status, const json_t *cr_status, const char *type, const char *st,
-                          const char *reason, const char *message, const char *now,
-                          json_t *generation)
+/* A set with a child in CONFLICT or REFUSED is not written at all: a
+ * half-built set (a Deployment without its ServiceAccount, a Service whose
+ * selector matches pods another CR's Deployment did not get) would be worse
+ * than none, and it keeps the first CR that claimed a name the clean winner. */
+static void hold(struct lk_result *r)
 {
+  if (!r->nconflicts && !r->nrefused) return;
+  for (size_t i = 0; i < r->nchildren; i++)
+    if (r->children[i].action == LK_CHILD_APPLY) r->children[i].action = LK_CHILD_HELD;
+}
+
+void lk_status_condition(json_t *status, const json_t *cr_status, const char *type, const char *st,
+                         const char *reason, const char *message, const char *now,
+                         json_t *generation)
+{
+  char wall[K8S_TIME_BUF];
+  if (!now) {
+    k8s_rfc3339(k8s_wallclock(), wall);
+    now = wall;
+  }
   json_t *conds = json_object_get(status, "conditions");
   if (!json_is_array(conds)) {
     conds = json_array();
@@ -240,33 +313,31 @@ void lk_build_status(struct post *p, const json_t *script_status)
     st = json_object();
   struct lk_result *r = p->r;
   if (r->err.kind != LK_ERR_NONE) {
-    set_condition(st, cr_status, "Ready", "False",
-                  r->err.kind == LK_ERR_TERMINAL ? "InvalidSpec" : "ReconcileError",
-                  r->err.message ? r->err.message : "reconcile failed", p->run->now, gen);
-  } else if (r->nconflicts) {
-    char msg[1024] = "";
+    lk_status_condition(st, cr_status, "Ready", "False",
+                        r->err.kind == LK_ERR_TERMINAL ? "InvalidSpec" : "ReconcileError",
+                        r->err.message ? r->err.message : "reconcile failed", p->run->now, gen);
+  } else if (r->nrefused || r->nconflicts) {
+    /* refusals first: a conflict may resolve by itself, a refusal needs a person */
+    enum lk_child_action want = r->nrefused ? LK_CHILD_REFUSED : LK_CHILD_CONFLICT;
+    const struct lk_child *first = NULL;
     size_t shown = 0;
-    for (size_t i = 0; i < r->nchildren; i++) {
-      const struct lk_child *c = &r->children[i];
-      if (c->action != LK_CHILD_CONFLICT) continue;
-      if (shown++ == 0) {
-        if (*c->owner)
-          snprintf(msg, sizeof(msg), "%s %s%s%s exists and is owned by %s; not taken over", c->kind,
-                   c->ns, *c->ns ? "/" : "", c->name, c->owner);
-        else
-          snprintf(msg, sizeof(msg),
-                   "%s %s%s%s exists and is not managed by schedsim-operator; not taken over",
-                   c->kind, c->ns, *c->ns ? "/" : "", c->name);
-      }
-    }
+    for (size_t i = 0; i < r->nchildren; i++)
+      if (r->children[i].action == want && shown++ == 0) first = &r->children[i];
+    char msg[1024];
+    snprintf(msg, sizeof(msg), "%s", first && first->why ? first->why : "a child is not written");
     if (shown > 1) {
       size_t n = strlen(msg);
       snprintf(msg + n, sizeof(msg) - n, " (and %zu more)", shown - 1);
     }
-    set_condition(st, cr_status, "Ready", "False", "Conflict", msg, p->run->now, gen);
-  } else if (nonempty(p->in->write_refused)) {
-    set_condition(st, cr_status, "Ready", "False", "ReconcileError", p->in->write_refused,
-                  p->run->now, gen);
+    if (r->nrefused && r->nconflicts) {
+      size_t n = strlen(msg);
+      snprintf(msg + n, sizeof(msg) - n, "; %zu child%s in conflict", r->nconflicts,
+               r->nconflicts == 1 ? "" : "ren");
+    }
+    size_t n = strlen(msg);
+    snprintf(msg + n, sizeof(msg) - n, "; nothing of this set is written until it is resolved");
+    lk_status_condition(st, cr_status, "Ready", "False",
+                        first && first->reason ? first->reason : "Conflict", msg, p->run->now, gen);
   }
   if (gen) json_object_set(st, "observedGeneration", gen);
   json_object_set_new(st, "scriptRevision", json_string(p->e->set->revision));
@@ -347,8 +418,12 @@ int lk_post_process(struct post *p)
           return post_fail(p, "result.children[%zu]: duplicate of children[%zu] (%s %s%s%s)", i, k,
                            ch->kind, ch->ns, *ch->ns ? "/" : "", ch->name);
       }
-      classify(p, ch);
     }
+    for (i = 0; i < r->nchildren; i++) /* the rules look at the whole set */
+      lk_boundary_check(p, &r->children[i]);
+    for (i = 0; i < r->nchildren; i++)
+      if (r->children[i].action != LK_CHILD_REFUSED) classify(p, &r->children[i]);
+    hold(r);
   }
   return 0;
 }
@@ -361,7 +436,8 @@ void lk_build_prune(struct post *p)
   r->nobserved = run->nobs;
   r->prune = calloc(run->nobs + 1, sizeof(*r->prune));
   if (!r->prune) return;
-  for (size_t k = 0; k < run->nobs; k++) {
+  int held = !r->finalizing && (r->nconflicts || r->nrefused); /* see hold() */
+  for (size_t k = 0; k < run->nobs && !held; k++) {
     struct obs *o = &run->obs[k];
     if (o->desired && !r->finalizing) continue;
     struct lk_ref *ref = &r->prune[r->nprune++];
@@ -375,7 +451,7 @@ void lk_build_prune(struct post *p)
 
 json_t *lk_result_to_json(const struct lk_result *r)
 {
-  static const char *const actions[] = {"apply", "unchanged", "conflict"};
+  static const char *const actions[] = {"apply", "unchanged", "conflict", "refused", "held"};
   json_t *children = json_array(), *acts = json_array(), *prune = json_array();
   for (size_t i = 0; i < r->nchildren; i++) {
     const struct lk_child *c = &r->children[i];
@@ -384,6 +460,8 @@ json_t *lk_result_to_json(const struct lk_result *r)
         json_pack("{s:s, s:s, s:s, s:s, s:s}", "apiVersion", c->api_version, "kind", c->kind,
                   "namespace", c->ns, "name", c->name, "action", actions[c->action]);
     if (c->owner) json_object_set_new(a, "owner", json_string(c->owner));
+    if (c->reason) json_object_set_new(a, "reason", json_string(c->reason));
+    if (c->why) json_object_set_new(a, "message", json_string(c->why));
     json_array_append_new(acts, a);
   }
   for (size_t i = 0; i < r->nprune; i++) {

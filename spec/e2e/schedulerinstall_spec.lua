@@ -113,9 +113,18 @@ function Kube:wait_condition(ns, name, type_, want, timeout)
   end)
 end
 
+--- Creates the namespaces of list and opens each to the CRs of the others
+--- (the grant label of doc/security.md).
 function Kube:namespaces(list)
   for _, ns in ipairs(list) do
     self:run("create namespace " .. q(ns))
+  end
+  for _, target in ipairs(list) do
+    for _, source in ipairs(list) do
+      if source ~= target then
+        self:must(("label namespace %s allow-from.sim.llm-d.io/%s=true --overwrite"):format(q(target), source))
+      end
+    end
   end
 end
 

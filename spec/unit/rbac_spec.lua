@@ -93,6 +93,7 @@ local function expected_triples(controllers)
     end
   end
   add(want, "events.k8s.io", "events", { "create" }, "Events on the CRs")
+  add(want, "", "namespaces", { "list", "watch" }, "the grant labels (doc/security.md)")
   add(want, "", "configmaps", { "list", "watch" }, "--scripts-configmap")
   for _, rule in ipairs(epp_rules()) do
     for _, g in ipairs(rule.apiGroups) do
