@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cmd/cmd.h"
+#include "cmd/settings.h"
 #include "core/log.h"
 #include "kube/manager.h"
 
@@ -16,6 +17,7 @@
 struct run_flags {
   struct k8s_manager_options mo;
   struct k8s_controllers_options co;
+  struct settings st;
   const char *log_format;
   int verbosity;
 };
@@ -40,28 +42,17 @@ static void usage(FILE *out)
           "  --scripts DIR                      script set directory (default: bundled)\n"
           "  --scripts-configmap NS/NAME        ConfigMap overlaying the script set\n"
           "  --shutdown-timeout DURATION        graceful shutdown bound (default 10s)\n"
+          "  --sync-period DURATION             reconcile every CR this often (default 10m; env "
+          "SCHEDSIM_SYNC_PERIOD)\n"
+          "  --max-concurrent-reconciles N      CRs with writes in flight per controller "
+          "(default 16;\n"
+          "                                     env SCHEDSIM_MAX_CONCURRENT_RECONCILES)\n"
+          "  --lua-memory-limit BYTES           memory cap of the script set (default 64Mi; env\n"
+          "                                     SCHEDSIM_LUA_MEMORY_LIMIT)\n"
+          "  --lua-instruction-budget N         Lua instructions per reconcile (default 1000000;\n"
+          "                                     env SCHEDSIM_LUA_INSTRUCTION_BUDGET)\n"
           "  --log-format json|text             log format (default json)\n"
           "  -v N                               log verbosity (default 0)\n");
-}
-
-/* "10s", "1m30s" is not needed: "500ms", "10s", "2m", "1h" or plain seconds. */
-static int parse_duration(const char *s, double *out)
-{
-  char *end;
-  errno = 0;
-  double v = strtod(s, &end);
-  if (errno || end == s || v < 0) return -1;
-  if (!*end || !strcmp(end, "s"))
-    *out = v;
-  else if (!strcmp(end, "ms"))
-    *out = v / 1000;
-  else if (!strcmp(end, "m"))
-    *out = v * 60;
-  else if (!strcmp(end, "h"))
-    *out = v * 3600;
-  else
-    return -1;
-  return 0;
 }
 
 /* Matches "--name VALUE" and "--name=VALUE"; advances *i past the value. */
@@ -121,11 +112,15 @@ static int parse_flags(int argc, char **argv, struct run_flags *f)
       continue;
     }
     if ((r = flag_value(argc, argv, &i, "--shutdown-timeout", &v)) != 0) {
-      if (r < 0 || parse_duration(v, &f->mo.shutdown_timeout)) {
+      if (r < 0 || settings_parse_duration(v, &f->mo.shutdown_timeout)) {
         fprintf(stderr, "schedsim-operator run: --shutdown-timeout: bad duration \"%s\"\n",
                 v ? v : "");
         return -1;
       }
+      continue;
+    }
+    if ((r = settings_flag("run", argc, argv, &i, 1, &f->st)) != 0) {
+      if (r < 0) return -1;
       continue;
     }
     if ((r = flag_value(argc, argv, &i, "-v", &v)) != 0 ||
@@ -147,6 +142,11 @@ static int parse_flags(int argc, char **argv, struct run_flags *f)
             f->log_format);
     return -1;
   }
+  if (settings_finish("run", 1, &f->st) != 0) return -1;
+  f->co.lua_memory_limit = f->st.lua_memory_limit;
+  f->co.lua_instruction_budget = f->st.lua_instruction_budget;
+  f->co.sync_period = f->st.sync_period;
+  f->co.max_concurrent = f->st.max_concurrent;
   if (f->co.scripts_configmap && !strchr(f->co.scripts_configmap, '/')) {
     fprintf(stderr, "schedsim-operator run: --scripts-configmap: want NAMESPACE/NAME\n");
     return -1;

@@ -473,6 +473,7 @@ static void resync(struct k8s_loop *loop, void *data)
   c->resync_timer = 0;
   if (c->stopping) return;
   enqueue_all(c, K8S_PRIORITY_LOW);
+  ctl_sweep_orphans(c);
   c->resync_timer = k8s_loop_timer_add(loop, c->all->resync, resync, c);
 }
 
@@ -492,6 +493,7 @@ static int ctl_start(struct k8s_manager *m, void *data)
   struct ctl *c = data;
   c->started = 1;
   k8s_log(K8S_LOG_INFO, "starting workers", "controller", c->decl->name, NULL);
+  ctl_sweep_orphans(c); /* the caches synced: what a lost finalizer left behind */
   c->resync_timer = k8s_loop_timer_add(k8s_manager_loop(m), c->all->resync, resync, c);
   ctl_schedule(c);
   return 0;
@@ -512,14 +514,6 @@ static bool ctl_idle(void *data)
 {
   struct ctl *c = data;
   return c->inflight == 0;
-}
-
-static double env_double(const char *name, double def)
-{
-  const char *s = getenv(name);
-  char *end;
-  double v = s ? strtod(s, &end) : def;
-  return s && (end == s || *end || v <= 0) ? def : v;
 }
 
 static void register_metrics(struct controllers *all)
@@ -591,9 +585,7 @@ int k8s_controllers_add(struct k8s_manager *m, const struct k8s_controllers_opti
   }
   struct lk_scriptset *set;
   if (lk_scriptset_load(dir, NULL, 0, NULL, &set, err, errlen) != 0) return 2;
-  struct lk_engine_opts eo = {
-      (size_t)env_double("SCHEDSIM_LUA_MEMORY_LIMIT", (double)LK_DEFAULT_MEMORY_LIMIT),
-      (long)env_double("SCHEDSIM_LUA_INSTRUCTION_BUDGET", (double)LK_DEFAULT_INSTRUCTION_BUDGET)};
+  struct lk_engine_opts eo = {o->lua_memory_limit, o->lua_instruction_budget};
   struct lk_messages msgs = {0};
   struct lk_check_stats st;
   struct lk_engine *engine = NULL;
@@ -625,8 +617,8 @@ int k8s_controllers_add(struct k8s_manager *m, const struct k8s_controllers_opti
   all->memory = (struct lk_write_memory){ctl_record_lookup, all};
   struct k8s_ratelimiter_config sb = {SCRIPT_BACKOFF_BASE, SCRIPT_BACKOFF_MAX, 0, 0};
   if (!(all->script_backoff = k8s_ratelimiter_new(&sb))) return 1;
-  all->resync = env_double("SCHEDSIM_RESYNC_PERIOD", DEFAULT_RESYNC);
-  all->max_inflight = (int)env_double("SCHEDSIM_MAX_INFLIGHT", DEFAULT_MAX_INFLIGHT);
+  all->resync = o->sync_period > 0 ? o->sync_period : DEFAULT_RESYNC;
+  all->max_inflight = o->max_concurrent > 0 ? o->max_concurrent : DEFAULT_MAX_INFLIGHT;
   lk_live_cache_source(&all->cache, k8s_manager_cache(m));
   lk_live_discovery_source(&all->discovery, k8s_manager_discovery(m));
   register_metrics(all);

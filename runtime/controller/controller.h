@@ -12,12 +12,7 @@
  * refusals), live.c (the live cache/discovery sources, also used by diff).
  *
  * `schedsim-operator run` calls k8s_controllers_add (declared in
- * kube/manager.h) once before k8s_manager_run. Knobs without a flag are read
- * from the environment:
- *   SCHEDSIM_RESYNC_PERIOD          seconds between full resyncs (default 600)
- *   SCHEDSIM_LUA_MEMORY_LIMIT       bytes of the sandbox (default 64 MiB)
- *   SCHEDSIM_LUA_INSTRUCTION_BUDGET instructions per reconcile (default 50M)
- *   SCHEDSIM_MAX_INFLIGHT           keys with writes in flight per controller (16)
+ * kube/manager.h, with its options) once before k8s_manager_run.
  *
  * Ownership: the Manager owns the controllers through their Runnables'
  * free hook (k8s_manager_free frees them, before the Cache they hold

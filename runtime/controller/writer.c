@@ -377,10 +377,10 @@ void ctl_post_events(struct rec *r, const json_t *events)
   json_t *ev;
   json_array_foreach(events, i, ev)
   {
-    k8s_client_event(k8s_manager_client(r->c->all->m), r->cr,
-                     json_string_value(json_object_get(ev, "type")),
-                     json_string_value(json_object_get(ev, "reason")), NULL,
-                     json_string_value(json_object_get(ev, "message")));
+    k8s_recorder_event(k8s_manager_recorder(r->c->all->m), r->cr,
+                       json_string_value(json_object_get(ev, "type")),
+                       json_string_value(json_object_get(ev, "reason")), NULL,
+                       json_string_value(json_object_get(ev, "message")));
   }
 }
 

@@ -1,7 +1,8 @@
 /* manager.h: the Manager (controller-runtime's manager.Manager) owns the
  * shared dependencies of the operator and runs Runnables in order.
  *
- * It owns: the loop, the kubeconfig, the HTTP and REST clients, the metrics
+ * It owns: the loop, the kubeconfig, the HTTP and REST clients, the
+ * EventRecorder, the metrics
  * registry's endpoints server, discovery, the Cache (informers) and, with
  * --leader-elect, the leader elector.
  *
@@ -38,6 +39,7 @@
 #include <stddef.h>
 
 #include "kube/discovery.h"
+#include "kube/events.h"
 #include "kube/http.h"
 #include "kube/informer.h"
 #include "kube/kubeconfig.h"
@@ -117,6 +119,10 @@ void k8s_manager_stop(struct k8s_manager *m, int exit_code);
 struct k8s_controllers_options {
   const char *scripts_dir;       /* --scripts DIR, or NULL: bundled scripts */
   const char *scripts_configmap; /* --scripts-configmap NAMESPACE/NAME, or NULL */
+  size_t lua_memory_limit;       /* --lua-memory-limit, bytes */
+  long lua_instruction_budget;   /* --lua-instruction-budget, per reconcile */
+  double sync_period;            /* --sync-period, seconds between full resyncs */
+  int max_concurrent;            /* --max-concurrent-reconciles: keys with writes in flight */
 };
 int k8s_controllers_add(struct k8s_manager *m, const struct k8s_controllers_options *o, char *err,
                         size_t errlen);
@@ -127,6 +133,8 @@ bool k8s_manager_stopping(const struct k8s_manager *m);
 struct k8s_loop *k8s_manager_loop(struct k8s_manager *m);
 struct k8s_config *k8s_manager_config(struct k8s_manager *m);
 struct k8s_client *k8s_manager_client(struct k8s_manager *m);
+/* The EventRecorder (kube/events.h): Events on CRs and the scripts ConfigMap. */
+struct k8s_recorder *k8s_manager_recorder(struct k8s_manager *m);
 struct k8s_discovery *k8s_manager_discovery(struct k8s_manager *m);
 struct k8s_cache *k8s_manager_cache(struct k8s_manager *m);
 struct k8s_metrics *k8s_manager_metrics(struct k8s_manager *m);

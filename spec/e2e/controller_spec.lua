@@ -76,8 +76,8 @@ describe("controller (e2e)", function()
     cluster.grant(other, ns) -- open `other` to the CRs of `ns` (doc/security.md)
     op = cluster.spawn(cluster.bin .. " run --scripts " .. cluster.q(TESTSCRIPTS) ..
       " --kubeconfig " .. cluster.q(os.getenv("SCHEDSIM_OPERATOR_KUBECONFIG")) ..
-      " --metrics-bind-address 127.0.0.1:0 --health-probe-bind-address 127.0.0.1:0 -v 1",
-      { SCHEDSIM_RESYNC_PERIOD = "5" })
+      " --metrics-bind-address 127.0.0.1:0 --health-probe-bind-address 127.0.0.1:0 -v 1" ..
+      " --sync-period 5s")
     local started = cluster.eventually(30, "the operator to start", function()
       return op:log_find("starting manager")
     end)

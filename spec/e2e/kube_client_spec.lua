@@ -211,9 +211,10 @@ describe("kube client", function()
     if not need_cluster() then return end
     cluster.must("create configmap noisy -n " .. ns)
     local res, code, out = kubeprobe("event --api-version v1 --kind ConfigMap -n " .. ns ..
-      " noisy --reason ProbeTest --note hello --count 30")
+      " noisy --reason ProbeTest --note hello --count 30 --distinct")
     assert.equals(0, code, out)
     assert.equals(25, res.posted)
+    assert.equals(0, res.aggregated)
     assert.equals(5, res.dropped)
     cluster.eventually(20, "25 Events", function()
       local ok, o = cluster.sh_stdout("kubectl get events.events.k8s.io -n " .. ns ..
@@ -223,7 +224,25 @@ describe("kube client", function()
       if #items ~= 25 then return nil, #items end
       local e = items[1]
       return e.regarding.name == "noisy" and e.regarding.kind == "ConfigMap"
-        and e.reportingController == "schedsim-operator" and e.note == "hello"
+        and e.reportingController == "schedsim-operator" and e.note:match("^hello #%d+$") ~= nil
+    end)
+  end)
+
+  it("counts repeats of an Event into its series instead of posting them again", function()
+    if not need_cluster() then return end
+    cluster.must("create configmap repeated -n " .. ns)
+    local res, code, out = kubeprobe("event --api-version v1 --kind ConfigMap -n " .. ns ..
+      " repeated --reason ProbeRepeat --note same --count 4")
+    assert.equals(0, code, out)
+    assert.equals(1, res.posted)
+    assert.equals(3, res.aggregated)
+    cluster.eventually(20, "one Event with series.count 4", function()
+      local ok, o = cluster.sh_stdout("kubectl get events.events.k8s.io -n " .. ns ..
+        " --field-selector reason=ProbeRepeat -o json")
+      if not ok then return nil end
+      local items = cluster.decode(o).items
+      if #items ~= 1 then return nil, #items end
+      return items[1].series and items[1].series.count == 4, items[1].series
     end)
   end)
 

@@ -92,7 +92,7 @@ local function expected_triples(controllers)
       add(want, group_of(w.apiVersion), plural(w.kind), WATCHES_VERBS, c.name .. " watches " .. w.kind)
     end
   end
-  add(want, "events.k8s.io", "events", { "create" }, "Events on the CRs")
+  add(want, "events.k8s.io", "events", { "create", "patch" }, "Events on the CRs, their series")
   add(want, "", "namespaces", { "list", "watch" }, "the grant labels (doc/security.md)")
   add(want, "", "configmaps", { "list", "watch" }, "--scripts-configmap")
   for _, rule in ipairs(epp_rules()) do
