@@ -7,7 +7,8 @@
 --     generation (a tiny test CRD with the status subresource);
 --   * a user without rights gets the API server's Forbidden Status, naming
 --     the verb and the resource, unchanged;
---   * Events are rate-limited per object (burst 25);
+--   * Events are rate-limited per object (burst 25), repeats go into a series;
+--   * a kubeconfig's tls-server-name is honoured;
 --   * discovery maps kinds to resources and sees CRDs;
 -- and, without a server, `kubeprobe selftest` (the loop, kubeconfig parsing).
 --
@@ -244,6 +245,32 @@ describe("kube client", function()
       if #items ~= 1 then return nil, #items end
       return items[1].series and items[1].series.count == 4, items[1].series
     end)
+  end)
+
+  it("honours a kubeconfig's tls-server-name (SNI and the certificate check), refusing a wrong one", function()
+    if not need_cluster() then return end
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(cluster.sh("mkdir -p " .. cluster.q(dir)))
+    finally(function() cluster.sh("rm -rf " .. cluster.q(dir)) end)
+    local function kubeconfig(name, server_name)
+      local path = dir .. "/" .. name
+      cluster.must("config view --raw --minify > " .. cluster.q(path))
+      local _, cname = cluster.sh_stdout("kubectl config view --kubeconfig " .. cluster.q(path) ..
+        " -o jsonpath='{.clusters[0].name}'")
+      cluster.must(("config set-cluster %s --tls-server-name=%s --kubeconfig %s"):format(
+        cname, server_name, cluster.q(path)))
+      return path
+    end
+    -- the serving certificate names kubernetes.default (spec/cluster/pki.go), not the address
+    local res, code, out = kubeprobe("get --api-version v1 --kind Namespace default", nil,
+      kubeconfig("good", "kubernetes.default"))
+    assert.equals(0, code, out)
+    assert.equals("default", res.object and res.object.metadata.name or res.metadata.name)
+    res, code, out = kubeprobe("get --api-version v1 --kind Namespace default", nil,
+      kubeconfig("bad", "wrong.example"))
+    assert.are_not.equal(0, code)
+    assert.matches("Transport", out, 1, true)
   end)
 
   it("discovery maps kinds to resources and sees CRDs", function()

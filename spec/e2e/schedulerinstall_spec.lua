@@ -498,7 +498,7 @@ describe("SchedulerInstall e2e", function()
       local op2
       local ok, err = pcall(function()
         k2:install_crds()
-        k2:namespaces({ SCHED, SIM })
+        k2:namespaces({ SCHED, SIM, SIM .. "-2" })
         op2 = start_operator(c.kubeconfig)
         local case = load_case("inferencepool-unsupported.yaml")
         k2:apply(case.input)
@@ -514,6 +514,8 @@ describe("SchedulerInstall e2e", function()
         svc.spec.routing.httpRouteName = "service-path"
         svc.spec.proxyService = { name = "service-path-proxy" }
         svc.spec.gateway.enabled = false -- the first CR owns the Gateway
+        -- its own simulator namespace: the ReferenceGrant there has the first CR's name
+        svc.spec.simulatorNamespace = SIM .. "-2"
         k2:apply(svc)
         eventually(60, "Service-path HTTPRoute", function()
           return k2:get("httproutes.gateway.networking.k8s.io", ns, "service-path")
