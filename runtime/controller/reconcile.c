@@ -113,10 +113,13 @@ static int prereq_kind(const struct lk_child *ch)
 static json_t *attempt_status(struct rec *r)
 {
   json_t *st = json_deep_copy(r->res.status);
-  if (st && r->failure)
-    lk_status_condition(st, json_object_get(r->cr, "status"), "Ready", "False",
-                        r->failure_reason ? r->failure_reason : "WriteFailed", r->failure, NULL,
+  if (st && r->failure) {
+    const char *reason = r->failure_reason ? r->failure_reason : "WriteFailed";
+    const json_t *cr_status = json_object_get(r->cr, "status");
+    lk_status_condition(st, cr_status, "Ready", "False", reason, r->failure, NULL,
                         json_object_get(json_object_get(r->cr, "metadata"), "generation"));
+    lk_result_override_events(&r->res, cr_status, reason, r->failure);
+  }
   return st;
 }
 

@@ -248,6 +248,14 @@ void lk_status_condition(json_t *status, const json_t *cr_status, const char *ty
                          const char *reason, const char *message, const char *now,
                          json_t *generation);
 
+/* When the runtime decides Ready (a script error, a refused or conflicting
+ * child, a failed write), the script's Events describe an outcome that did
+ * not happen: they are replaced by one Warning Event (reason, message) —
+ * only when cr_status's Ready condition had another reason, so a state that
+ * persists is not announced again on every retry. */
+void lk_result_override_events(struct lk_result *r, const json_t *cr_status, const char *reason,
+                               const char *message);
+
 /* The owner label value for a CR (core/util.h rule) into out (64 bytes). */
 void lk_owner_value(const json_t *cr, char out[64]);
 

@@ -300,6 +300,25 @@ void lk_status_condition(json_t *status, const json_t *cr_status, const char *ty
 }
 
 /* Step 6: the status to write. script_status may be NULL (use the CR's). */
+void lk_result_override_events(struct lk_result *r, const json_t *cr_status, const char *reason,
+                               const char *message)
+{
+  const char *was = NULL;
+  size_t i;
+  const json_t *c;
+  json_array_foreach(json_object_get(cr_status, "conditions"), i, c)
+  {
+    if (jstr(c, "type") && !strcmp(jstr(c, "type"), "Ready")) was = jstr(c, "reason");
+  }
+  json_decref(r->events);
+  r->events = json_array();
+  if (was && !strcmp(was, reason)) return; /* no transition: nothing to tell */
+  char msg[EVENT_MESSAGE_MAX + 1];
+  snprintf(msg, sizeof(msg), "%s", message ? message : "");
+  json_array_append_new(
+      r->events, json_pack("{s:s, s:s, s:s}", "type", "Warning", "reason", reason, "message", msg));
+}
+
 void lk_build_status(struct post *p, const json_t *script_status)
 {
   const json_t *cr_status = json_object_get(p->in->cr, "status");
@@ -313,9 +332,10 @@ void lk_build_status(struct post *p, const json_t *script_status)
     st = json_object();
   struct lk_result *r = p->r;
   if (r->err.kind != LK_ERR_NONE) {
-    lk_status_condition(st, cr_status, "Ready", "False",
-                        r->err.kind == LK_ERR_TERMINAL ? "InvalidSpec" : "ReconcileError",
-                        r->err.message ? r->err.message : "reconcile failed", p->run->now, gen);
+    const char *reason = r->err.kind == LK_ERR_TERMINAL ? "InvalidSpec" : "ReconcileError";
+    const char *msg = r->err.message ? r->err.message : "reconcile failed";
+    lk_status_condition(st, cr_status, "Ready", "False", reason, msg, p->run->now, gen);
+    lk_result_override_events(r, cr_status, reason, msg);
   } else if (r->nrefused || r->nconflicts) {
     /* refusals first: a conflict may resolve by itself, a refusal needs a person */
     enum lk_child_action want = r->nrefused ? LK_CHILD_REFUSED : LK_CHILD_CONFLICT;
@@ -338,6 +358,8 @@ void lk_build_status(struct post *p, const json_t *script_status)
     snprintf(msg + n, sizeof(msg) - n, "; nothing of this set is written until it is resolved");
     lk_status_condition(st, cr_status, "Ready", "False",
                         first && first->reason ? first->reason : "Conflict", msg, p->run->now, gen);
+    lk_result_override_events(r, cr_status, first && first->reason ? first->reason : "Conflict",
+                              msg);
   }
   if (gen) json_object_set(st, "observedGeneration", gen);
   json_object_set_new(st, "scriptRevision", json_string(p->e->set->revision));

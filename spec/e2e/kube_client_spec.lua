@@ -267,7 +267,7 @@ describe("kube client", function()
       kubeconfig("good", "kubernetes.default"))
     assert.equals(0, code, out)
     assert.equals("default", res.object and res.object.metadata.name or res.metadata.name)
-    res, code, out = kubeprobe("get --api-version v1 --kind Namespace default", nil,
+    _, code, out = kubeprobe("get --api-version v1 --kind Namespace default", nil,
       kubeconfig("bad", "wrong.example"))
     assert.are_not.equal(0, code)
     assert.matches("Transport", out, 1, true)

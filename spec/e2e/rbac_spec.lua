@@ -336,8 +336,8 @@ describe("shipped RBAC", function()
         end
         return #left == 0, table.concat(left, ", ")
       end, 1)
-      local grant = cluster.get("referencegrants.gateway.networking.k8s.io", "allow-scheduler-httproute",
-        "rb-si-pool-m")
+      local grant = cluster.get("referencegrants.gateway.networking.k8s.io",
+        "allow-rb-si-pool-s-llm-d-inference-scheduling", "rb-si-pool-m")
       assert.is_nil(grant, "the cross-namespace ReferenceGrant was not removed")
 
       local m = metrics(op)

@@ -432,7 +432,8 @@ describe("SchedulerInstall e2e", function()
         eventually(60, "route to " .. bt, function()
           local r = k:get("httproutes.gateway.networking.k8s.io", ns, "llm-d-inference-scheduling")
           local ref = r and r.spec.rules[1].backendRefs[1]
-          local g = k:get("referencegrants.gateway.networking.k8s.io", SIM, "allow-scheduler-httproute")
+          local g = k:get("referencegrants.gateway.networking.k8s.io", SIM,
+            "allow-" .. ns .. "-llm-d-inference-scheduling")
           return ref and ref.kind == bt and g and g.spec.to[1].kind == bt, ref and ref.kind
         end)
         sleep(3)
@@ -498,7 +499,7 @@ describe("SchedulerInstall e2e", function()
       local op2
       local ok, err = pcall(function()
         k2:install_crds()
-        k2:namespaces({ SCHED, SIM, SIM .. "-2" })
+        k2:namespaces({ SCHED, SIM })
         op2 = start_operator(c.kubeconfig)
         local case = load_case("inferencepool-unsupported.yaml")
         k2:apply(case.input)
@@ -514,8 +515,7 @@ describe("SchedulerInstall e2e", function()
         svc.spec.routing.httpRouteName = "service-path"
         svc.spec.proxyService = { name = "service-path-proxy" }
         svc.spec.gateway.enabled = false -- the first CR owns the Gateway
-        -- its own simulator namespace: the ReferenceGrant there has the first CR's name
-        svc.spec.simulatorNamespace = SIM .. "-2"
+        -- a route of its own into the same simulator namespace: a ReferenceGrant of its own
         k2:apply(svc)
         eventually(60, "Service-path HTTPRoute", function()
           return k2:get("httproutes.gateway.networking.k8s.io", ns, "service-path")

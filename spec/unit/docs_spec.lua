@@ -102,6 +102,9 @@ local function runtime_reasons()
         if lit then add(lit, file) end
       end
     end
+    for rhs in text:gmatch("[%s*]reason%s*=%s*([^;]+);") do -- const char *reason = … ? "X" : "Y";
+      for lit in rhs:gmatch('"(%u%l+%u%w*)"') do add(lit, file) end
+    end
     for body in text:gmatch("failure_reason%s*%b()%s*(%b{})") do
       for lit in body:gmatch('return%s+"(%u%l+%u%w*)";') do add(lit, file) end
     end
