@@ -267,10 +267,10 @@ describe("kube client", function()
       kubeconfig("good", "kubernetes.default"))
     assert.equals(0, code, out)
     assert.equals("default", res.object and res.object.metadata.name or res.metadata.name)
-    _, code, out = kubeprobe("get --api-version v1 --kind Namespace default", nil,
+    local _, bad_code, bad_out = kubeprobe("get --api-version v1 --kind Namespace default", nil,
       kubeconfig("bad", "wrong.example"))
-    assert.are_not.equal(0, code)
-    assert.matches("Transport", out, 1, true)
+    assert.are_not.equal(0, bad_code)
+    assert.matches("Transport", bad_out, 1, true)
   end)
 
   it("discovery maps kinds to resources and sees CRDs", function()
