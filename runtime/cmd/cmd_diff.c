@@ -216,7 +216,10 @@ static int fill_cache(struct diffctx *x)
     struct kstore *k = &x->ks[i];
     if (gvr_copy(x, k->api_version, k->kind, k) != 0) continue; /* not served */
     k->store = k8s_store_new();
-    if (!k->store || k8s_store_set_kind(k->store, k->api_version, k->kind) != 0) rc = -1;
+    /* keep our field set: the engine sees drift as the operator does */
+    if (!k->store || k8s_store_set_kind(k->store, k->api_version, k->kind) != 0 ||
+        k8s_store_set_field_manager(k->store, K8S_FIELD_MANAGER) != 0)
+      rc = -1;
     active[i] = 1;
   }
   while (rc == 0) {
