@@ -165,7 +165,7 @@ static struct k8s_store *cache_store(void *ud, const char *av, const char *kind)
   return k ? k->store : NULL;
 }
 
-static const struct lk_cache_ops cache_ops = {cache_store};
+static const struct lk_cache_ops cache_ops = {cache_store, NULL}; /* lists all: complete */
 
 static int kstore_add(struct diffctx *x, const char *av, const char *kind)
 {

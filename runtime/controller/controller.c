@@ -273,6 +273,27 @@ static void h_delete(struct k8s_informer *inf, const struct k8s_object *o, void 
 static const struct k8s_event_handler handler = {
     .on_add = h_add, .on_update = h_update, .on_delete = h_delete};
 
+/* What of a kind the Cache holds (doc/lua-api.md, "What the cache holds"):
+ * a kind only owned (and watches declared owned_only) by every controller
+ * is cached by the managed-by label — the operator's own objects, not the
+ * cluster's; a CR kind, or a kind any controller watches, entirely. */
+static const char *scope_of(struct controllers *all, const struct lk_gvk *g)
+{
+  int owned = 0;
+  for (size_t i = 0; i < all->nctls; i++) {
+    const struct lk_controller_decl *d = all->ctls[i].decl;
+    if (lk_gvk_is(&d->for_, g->api_version, g->kind)) return NULL;
+    for (size_t k = 0; k < d->nowns; k++)
+      owned |= lk_gvk_is(&d->owns[k], g->api_version, g->kind);
+    for (size_t k = 0; k < d->nwatches; k++) {
+      if (!lk_gvk_is(&d->watches[k].gvk, g->api_version, g->kind)) continue;
+      if (!d->watches[k].owned_only) return NULL;
+      owned = 1;
+    }
+  }
+  return owned ? LK_LABEL_MANAGED_BY "=" LK_MANAGED_BY : NULL;
+}
+
 /* Creates the informers that discovery serves and are not there yet. */
 static void ensure_informers(struct ctl *c)
 {
@@ -280,7 +301,9 @@ static void ensure_informers(struct ctl *c)
   for (size_t i = 0; i < c->nkinds; i++) {
     struct kinfo *ki = &c->kinds[i];
     if (ki->inf) continue;
-    int rc = k8s_cache_get_informer(cache, ki->gvk->api_version, ki->gvk->kind, &ki->inf);
+    struct k8s_informer_scope scope = {scope_of(c->all, ki->gvk)};
+    int rc =
+        k8s_cache_get_informer_scoped(cache, ki->gvk->api_version, ki->gvk->kind, &scope, &ki->inf);
     if (rc != 0) {
       ki->inf = NULL;
       k8s_log(K8S_LOG_WARN, "kind not served; waiting for discovery", "controller", c->decl->name,
@@ -411,7 +434,9 @@ static int same_controllers(const struct lk_engine *cur, const struct lk_engine 
     for (size_t k = 0; !what && k < a->nowns; k++)
       if (!same_gvk(&a->owns[k], &b->owns[k])) what = "owns";
     for (size_t k = 0; !what && k < a->nwatches; k++)
-      if (!same_gvk(&a->watches[k].gvk, &b->watches[k].gvk)) what = "watches";
+      if (!same_gvk(&a->watches[k].gvk, &b->watches[k].gvk) ||
+          a->watches[k].owned_only != b->watches[k].owned_only)
+        what = "watches";
   }
   if (!what) return 1;
   if (!*name)

@@ -122,6 +122,7 @@ struct controllers {
  * write of the previous one finished (doc/architecture.md, "Ordered
  * writes"). */
 enum phase {
+  PHASE_PROBE,     /* GET the children a cache of our own objects cannot vouch for */
   PHASE_FINALIZER, /* the cleanup finalizer, before any child outside the CR's namespace */
   PHASE_PREREQS,   /* ServiceAccounts, ConfigMaps, Roles: what other children refer to */
   PHASE_CHILDREN,  /* every other child, then deletes of children no longer desired */
@@ -144,6 +145,7 @@ struct rec {
   int pending;
   int issuing;
   int failed;          /* a write failed (or could not be sent) */
+  int conflict;        /* a probe found a child of another owner */
   int quiet;           /* ... only transiently, right after creating its prerequisites */
   int created_prereqs; /* PHASE_PREREQS created an object */
   char *failure;       /* the first failed write and the server's answer (owned) */
@@ -232,6 +234,9 @@ void ctl_records_free(struct controllers *all);
 /* Each issues one write of r (counted in r->pending; its completion calls
  * ctl_advance when it is the last one of the phase). prereq: the child is a
  * PHASE_PREREQS one. */
+/* GETs child ch (PHASE_PROBE): an object of that name of another owner
+ * fails r as a Conflict, before anything is written. */
+void ctl_probe_child(struct rec *r, const struct lk_child *ch);
 void ctl_add_finalizer(struct rec *r);
 void ctl_remove_finalizer(struct rec *r);
 void ctl_apply_child(struct rec *r, const struct lk_child *ch, int prereq);

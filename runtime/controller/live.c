@@ -28,7 +28,13 @@ static int live_namespaced(void *ud, const char *av, const char *kind)
   return r ? r->namespaced : -1;
 }
 
-static const struct lk_cache_ops live_cache_ops = {live_store};
+static int live_complete(void *ud, const char *av, const char *kind)
+{
+  struct k8s_informer *inf = k8s_cache_lookup(ud, av, kind);
+  return !inf || !k8s_informer_label_selector(inf);
+}
+
+static const struct lk_cache_ops live_cache_ops = {live_store, live_complete};
 static const struct lk_discovery_ops live_discovery_ops = {live_served, live_versions,
                                                            live_namespaced};
 

@@ -1,7 +1,8 @@
 /* reconcile.c: one reconcile of a CR key (internal.h): read the CR from the
  * informer cache, run the engine (runtime/lua/engine.h), issue the writes
- * (writer.c) in ordered phases (enum phase: the finalizer, then what other
- * children refer to, then the other children and deletes, then the status),
+ * (writer.c) in ordered phases (enum phase: existence checks of children the
+ * cache cannot vouch for, the finalizer, then what other children refer to,
+ * then the other children and deletes, then the status),
  * and once the last one finished give the key its WorkQueue outcome
  * (controller-runtime's reconcileHandler):
  *   failed write                 -> add_rate_limited           result "error"
@@ -40,7 +41,10 @@ static void complete(struct rec *r)
   struct controllers *all = c->all;
   double now = k8s_monotonic();
   const char *result;
-  if (r->failed) {
+  if (r->conflict) {
+    k8s_workqueue_add_rate_limited(c->q, r->key, now);
+    result = "requeue";
+  } else if (r->failed) {
     k8s_workqueue_add_rate_limited(c->q, r->key, now);
     result = "error";
   } else if (r->quiet) {
@@ -130,7 +134,14 @@ static void issue_phase(struct rec *r)
   const char *cr_ns =
       json_string_value(json_object_get(json_object_get(r->cr, "metadata"), "namespace"));
   switch (r->phase) {
+  case PHASE_PROBE:
+    if (!ok || res->finalizing) break;
+    for (size_t i = 0; i < res->nchildren; i++)
+      if (res->children[i].action == LK_CHILD_APPLY && res->children[i].probe)
+        ctl_probe_child(r, &res->children[i]);
+    break;
   case PHASE_FINALIZER:
+    if (r->failed) break;
     if (ok && !res->finalizing && !r->fin && lk_result_needs_finalizer(res, cr_ns))
       ctl_add_finalizer(r);
     break;
@@ -260,7 +271,7 @@ void ctl_reconcile_key(struct ctl *c, const char *key)
   } else if ((r->fin = ctl_has_finalizer(r->cr)) || !obj->deleting) {
     lk_owner_value(r->cr, r->owner);
     run_engine(c, r);
-    r->phase = PHASE_FINALIZER;
+    r->phase = PHASE_PROBE;
   }
   ctl_advance(r);
 }

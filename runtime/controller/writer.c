@@ -220,6 +220,67 @@ static const char *cached_rv(struct controllers *all, const char *av, const char
 /* }==================================================================== */
 
 /* {====================================================================
+ * Probes
+ * ===================================================================== */
+
+static void probe_done(const struct k8s_result *res, void *data)
+{
+  struct write *w = data;
+  struct rec *r = w->rec;
+  const char *object = w->what + strlen("check ");
+  if (res->code == 404) {
+    /* absent: ours to create */
+  } else if (res->error) {
+    char buf[512];
+    r->failed = 1;
+    ctl_log(K8S_LOG_ERROR, r->c, r->key, r->id, "probe failed", "what", w->what, "error",
+            k8s_status_format(res->error, buf, sizeof(buf)));
+    if (!r->failure) {
+      if (asprintf(&r->failure, "%s: %s", w->what, buf) < 0) r->failure = NULL;
+      r->failure_reason = failure_reason(res);
+    }
+  } else {
+    const json_t *labels = json_object_get(json_object_get(res->object, "metadata"), "labels");
+    const char *owner = json_string_value(json_object_get(labels, LK_LABEL_OWNER));
+    if (!owner || strcmp(owner, r->owner)) {
+      r->failed = r->conflict = 1;
+      ctl_log(K8S_LOG_WARN, r->c, r->key, r->id, "child in conflict", "what", object, "owner",
+              owner ? owner : "(unmanaged)");
+      if (!r->failure) {
+        if (asprintf(&r->failure,
+                     "%s exists and is %s%s; not taken over; nothing of this set is written "
+                     "until it is resolved",
+                     object, owner ? "owned by " : "not managed by schedsim-operator",
+                     owner ? owner : "") < 0)
+          r->failure = NULL;
+        r->failure_reason = "Conflict";
+      }
+    }
+  }
+  free(w);
+  if (--r->pending == 0 && !r->issuing) ctl_advance(r);
+}
+
+void ctl_probe_child(struct rec *r, const struct lk_child *ch)
+{
+  struct controllers *all = r->c->all;
+  char what[320];
+  snprintf(what, sizeof(what), "check %s %s%s%s", ch->kind, ch->ns, *ch->ns ? "/" : "", ch->name);
+  struct write *w = new_write(r, what, 0);
+  if (!w) return;
+  struct k8s_gvr gvr;
+  if (gvr_of(all, ch->api_version, ch->kind, &gvr) != 0) {
+    started(r, w, -1);
+    return;
+  }
+  started(r, w,
+          k8s_client_get(k8s_manager_client(all->m), &gvr, *ch->ns ? ch->ns : NULL, ch->name,
+                         probe_done, w));
+}
+
+/* }==================================================================== */
+
+/* {====================================================================
  * Writes
  * ===================================================================== */
 

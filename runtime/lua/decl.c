@@ -69,7 +69,8 @@ static int valid_api_version(const char *s)
   return !slash || (slash != s && slash[1] && !strchr(slash + 1, '/'));
 }
 
-/* Parses { apiVersion, kind [, map] } at where; returns 0 or -1 (message added). */
+/* Parses { apiVersion, kind [, map, owned_only] } at where; returns 0 or -1
+ * (message added). */
 static int parse_gvk(const json_t *v, const char *where, int allow_map, struct lk_gvk *out,
                      char **map, struct lk_messages *msgs)
 {
@@ -83,7 +84,8 @@ static int parse_gvk(const json_t *v, const char *where, int allow_map, struct l
   json_t *val;
   json_object_foreach((json_t *)v, key, val)
   {
-    if (strcmp(key, "apiVersion") && strcmp(key, "kind") && !(allow_map && !strcmp(key, "map"))) {
+    if (strcmp(key, "apiVersion") && strcmp(key, "kind") &&
+        !(allow_map && (!strcmp(key, "map") || !strcmp(key, "owned_only")))) {
       lk_messages_add(msgs, "controllers.lua: %s.%s: unknown field", where, key);
       bad = 1;
     }
@@ -235,6 +237,12 @@ int lk_decl_parse(struct lk_engine *e, const json_t *list, struct lk_messages *m
         free(wd.map);
         continue;
       }
+      const json_t *oo = json_object_get(json_array_get(watches, j), "owned_only");
+      if (oo && !json_is_boolean(oo)) {
+        lk_messages_add(msgs, "controllers.lua: %s.owned_only: must be a boolean", w);
+        bad = 1;
+      }
+      wd.owned_only = json_is_true(oo);
       if (wd.map) {
         char *dot = strrchr(wd.map, '.');
         wd.map_module = strndup(wd.map, (size_t)(dot - wd.map));

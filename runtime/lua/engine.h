@@ -68,6 +68,8 @@ struct lk_watch_decl {
   char *map;        /* "module.function", or NULL: every CR of the controller */
   char *map_module; /* "module" */
   char *map_fn;     /* "function" */
+  int owned_only;   /* owned_only = true: only the operator's own objects of the kind
+                       are needed (cached by the managed-by label) */
 };
 
 struct lk_controller_decl {
@@ -106,6 +108,9 @@ struct lk_engine {
 int lk_engine_new(struct lk_scriptset *set, const struct lk_engine_opts *opts,
                   struct lk_engine **out, struct lk_messages *msgs);
 void lk_engine_free(struct lk_engine *e);
+
+/* 1 when a is apiVersion av, kind kind. */
+int lk_gvk_is(const struct lk_gvk *a, const char *av, const char *kind);
 
 const struct lk_controller_decl *lk_engine_controller(const struct lk_engine *e, const char *name);
 /* The controller reconciling apiVersion+kind, or NULL. */
@@ -173,6 +178,9 @@ struct lk_child {
   char *why;          /* CONFLICT/REFUSED/drift: a message naming the object,
                          the field and the rule (owned), or NULL */
   int observed;       /* an object of this name carries the CR's owner label */
+  int probe;          /* APPLY of a name the cache cannot vouch for: it caches only
+                         the operator's own objects of this kind, so an object of
+                         another owner may exist; the runtime GETs it first */
 };
 
 /* An observed child (prune list) */

@@ -88,8 +88,6 @@ struct post {
 int lk_decl_parse(struct lk_engine *e, const json_t *list, struct lk_messages *msgs);
 /* Frees what a declaration owns (not the struct itself). */
 void lk_decl_free(struct lk_controller_decl *c);
-/* 1 when a is apiVersion av, kind kind. */
-int lk_gvk_is(const struct lk_gvk *a, const char *av, const char *kind);
 
 /* }==================================================================== */
 

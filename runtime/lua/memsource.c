@@ -106,7 +106,7 @@ static int mem_namespaced(void *ud, const char *av, const char *kind)
   return 1;
 }
 
-static const struct lk_cache_ops cache_ops = {mem_store};
+static const struct lk_cache_ops cache_ops = {mem_store, NULL}; /* complete */
 static const struct lk_discovery_ops discovery_ops = {mem_served, mem_versions, mem_namespaced};
 
 /* }==================================================================== */

@@ -233,8 +233,12 @@ static void classify(struct post *p, struct lk_child *ch)
     const char *rv_after;
     if (!wm ||
         !wm->lookup(wm->ud, ch->api_version, ch->kind, ch->ns, ch->name, &owner, &rv_after) ||
-        !strcmp(owner, run->owner))
+        !strcmp(owner, run->owner)) {
+      /* a cache of our own objects only cannot tell a foreign one apart */
+      ch->probe =
+          st && cache->ops->complete && !cache->ops->complete(cache->ud, ch->api_version, ch->kind);
       return;
+    }
   }
   ch->action = LK_CHILD_CONFLICT;
   ch->owner = strdup(owner);
@@ -484,6 +488,7 @@ json_t *lk_result_to_json(const struct lk_result *r)
     if (c->owner) json_object_set_new(a, "owner", json_string(c->owner));
     if (c->reason) json_object_set_new(a, "reason", json_string(c->reason));
     if (c->why) json_object_set_new(a, "message", json_string(c->why));
+    if (c->probe) json_object_set_new(a, "probe", json_true());
     json_array_append_new(acts, a);
   }
   for (size_t i = 0; i < r->nprune; i++) {
