@@ -24,12 +24,20 @@ struct bucket {
   double last; /* monotonic */
 };
 
-/* An Event posted recently: repeats patch its series. */
+/* An Event posted recently: repeats patch its series. One request per series
+ * is in flight at a time (the POST, then one PATCH carrying the latest count),
+ * so a PATCH never overtakes the POST it patches nor an older count. The
+ * series owns that request: freeing the series cancels it. */
 struct series {
-  char *key;   /* the isomorphic key */
-  char *path;  /* the Event's URL path */
-  long count;  /* occurrences so far */
-  double last; /* monotonic, of the last occurrence */
+  struct k8s_recorder *r;
+  char *key;         /* the isomorphic key */
+  char *path;        /* the Event's URL path */
+  long count;        /* occurrences so far */
+  long sent;         /* the count the API server has or is being sent */
+  bool inflight;     /* a request of this series is on the wire */
+  bool lost;         /* the POST failed: repeats have nothing to patch */
+  double last;       /* monotonic, of the last occurrence */
+  char observed[48]; /* MicroTime of the last occurrence */
 };
 
 struct k8s_recorder {
@@ -57,6 +65,7 @@ struct k8s_recorder *k8s_recorder_new(struct k8s_client *c, const char *controll
 static void series_free(struct series *s)
 {
   if (!s) return;
+  if (s->inflight) k8s_client_cancel_data(s->r->c, s);
   free(s->key);
   free(s->path);
   free(s);
@@ -80,13 +89,36 @@ void k8s_recorder_free(struct k8s_recorder *r)
   free(r);
 }
 
-static void event_done(const struct k8s_result *res, void *data)
+static void series_send(struct series *s);
+
+/* A request of series data finished: send the count that arrived meanwhile. */
+static void series_done(const struct k8s_result *res, void *data)
 {
+  struct series *s = data;
+  s->inflight = false;
   if (res->error) {
     char b[512];
-    k8s_log(K8S_LOG_WARN, "cannot post Event", "error", k8s_status_format(res->error, b, sizeof(b)),
-            NULL);
+    k8s_log(K8S_LOG_WARN, s->sent == 1 ? "cannot post Event" : "cannot patch Event series", "error",
+            k8s_status_format(res->error, b, sizeof(b)), NULL);
+    if (s->sent == 1) s->lost = true;
+    return;
   }
+  series_send(s);
+}
+
+/* Patches the series count when it is ahead of what was sent and nothing of
+ * this series is in flight. */
+static void series_send(struct series *s)
+{
+  if (s->inflight || s->lost || s->sent >= s->count) return;
+  json_t *patch = json_pack("{s:{s:I, s:s}}", "series", "count", (json_int_t)s->count,
+                            "lastObservedTime", s->observed);
+  if (!patch) return;
+  long count = s->count;
+  s->inflight = k8s_client_request(s->r->c, "PATCH", s->path, patch, "application/merge-patch+json",
+                                   series_done, s) == 0;
+  if (s->inflight) s->sent = count;
+  json_decref(patch);
 }
 
 /* Takes a token from the bucket of key; false when it is empty. */
@@ -191,15 +223,12 @@ int k8s_recorder_event(struct k8s_recorder *r, const json_t *regarding, const ch
   if (s) { /* a repeat: count it into the first Event's series */
     free(key);
     if (!allowed(r, obj)) return -EAGAIN;
+    if (s->lost) return -EIO;
     s->count++;
     s->last = now;
-    json_t *patch = json_pack("{s:{s:I, s:s}}", "series", "count", (json_int_t)s->count,
-                              "lastObservedTime", micro);
-    int rc = patch ? k8s_client_request(r->c, "PATCH", s->path, patch,
-                                        "application/merge-patch+json", event_done, NULL)
-                   : -ENOMEM;
-    json_decref(patch);
-    return rc ? rc : 1;
+    memcpy(s->observed, micro, sizeof(s->observed));
+    series_send(s);
+    return 1;
   }
   if (!allowed(r, obj)) {
     free(key);
@@ -213,6 +242,19 @@ int k8s_recorder_event(struct k8s_recorder *r, const json_t *regarding, const ch
   char gen[300];
   snprintf(gen, sizeof(gen), "%.200s.%llx", name,
            (unsigned long long)(wall * 1e9) + (seq++ & 0xfff));
+  char path[512];
+  snprintf(path, sizeof(path), "/apis/events.k8s.io/v1/namespaces/%s/events", event_ns);
+  s = calloc(1, sizeof(*s));
+  if (!s || asprintf(&s->path, "%s/%s", path, gen) < 0) {
+    free(s);
+    free(key);
+    return -ENOMEM;
+  }
+  s->r = r;
+  s->key = key;
+  s->count = s->sent = 1;
+  s->last = now;
+  memcpy(s->observed, micro, sizeof(s->observed));
   json_t *reg = json_pack("{s:s?, s:s, s:s, s:s?, s:s?, s:s?}", "apiVersion", api_version, "kind",
                           kind, "name", name, "namespace", ns, "uid", uid, "resourceVersion", rv);
   json_t *ev = json_pack("{s:s, s:s, s:{s:s, s:s}, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o}",
@@ -220,21 +262,11 @@ int k8s_recorder_event(struct k8s_recorder *r, const json_t *regarding, const ch
                          "namespace", event_ns, "eventTime", micro, "reportingController",
                          r->controller, "reportingInstance", r->instance, "action", action,
                          "reason", reason, "note", notebuf, "type", type, "regarding", reg);
-  char path[512];
-  snprintf(path, sizeof(path), "/apis/events.k8s.io/v1/namespaces/%s/events", event_ns);
-  int rc = ev ? k8s_client_request(r->c, "POST", path, ev, NULL, event_done, NULL) : -ENOMEM;
+  int rc = ev ? k8s_client_request(r->c, "POST", path, ev, NULL, series_done, s) : -ENOMEM;
   json_decref(ev);
+  s->inflight = rc == 0;
   /* remember it for its repeats (a failed remember costs only aggregation) */
-  s = rc == 0 ? calloc(1, sizeof(*s)) : NULL;
-  if (s && asprintf(&s->path, "%s/%s", path, gen) < 0) s->path = NULL;
-  if (s && s->path) {
-    s->key = key;
-    key = NULL;
-    s->count = 1;
-    s->last = now;
-    if (k8s_strmap_put(&r->series, s->key, s) == 0) return 0;
-  }
-  series_free(s); /* and s->key */
-  free(key);
-  return rc;
+  if (rc == 0 && k8s_strmap_put(&r->series, s->key, s) == 0) return 0;
+  series_free(s); /* and s->key; cancels the POST, which then counts as not sent */
+  return rc ? rc : -ENOMEM;
 }

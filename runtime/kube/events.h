@@ -34,8 +34,10 @@ void k8s_recorder_free(struct k8s_recorder *r);
  * metadata.name/namespace/uid). type "Normal" or "Warning"; reason
  * CamelCase; action CamelCase (NULL: reason); note free text (cut at 1 KiB).
  * Returns 0 when an Event was posted, 1 when it was counted into the series
- * of an earlier one, -EAGAIN when the spam filter dropped it, -EINVAL for a
- * regarding object without kind or name, -ENOMEM. */
+ * of an earlier one (the count is patched once the POST, or the PATCH before,
+ * has finished, so the Event ends with the latest count), -EAGAIN when the
+ * spam filter dropped it, -EIO when the earlier Event could not be posted,
+ * -EINVAL for a regarding object without kind or name, -ENOMEM. */
 int k8s_recorder_event(struct k8s_recorder *r, const json_t *regarding, const char *type,
                        const char *reason, const char *action, const char *note);
 

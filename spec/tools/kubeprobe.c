@@ -68,6 +68,7 @@ static struct {
   struct k8s_loop *loop;
   struct k8s_config *cfg;
   struct k8s_http *http;
+  struct k8s_recorder *recorder; /* the event command's */
   struct k8s_client *client;
   struct k8s_discovery *disc;
   struct k8s_metrics *metrics;
@@ -381,7 +382,8 @@ static void get_for_event(const struct k8s_result *res, void *data)
     return;
   }
   long posted = 0, aggregated = 0, dropped = 0;
-  struct k8s_recorder *rec = k8s_recorder_new(g.client, "schedsim-operator");
+  /* freed once nothing is in flight (event_wait): it owns its requests */
+  struct k8s_recorder *rec = g.recorder = k8s_recorder_new(g.client, "schedsim-operator");
   for (long i = 0; rec && i < g.o.count; i++) {
     const char *base = g.o.note ? g.o.note : "from kubeprobe";
     char note[600];
@@ -397,7 +399,6 @@ static void get_for_event(const struct k8s_result *res, void *data)
     else if (rc == 1)
       aggregated++;
   }
-  k8s_recorder_free(rec);
   out_json(json_pack("{s:s, s:I, s:I, s:I}", "type", "EVENTS", "posted", (json_int_t)posted,
                      "aggregated", (json_int_t)aggregated, "dropped", (json_int_t)dropped));
   g.rc = 0;
@@ -406,6 +407,8 @@ static void get_for_event(const struct k8s_result *res, void *data)
 static void event_wait(struct k8s_loop *loop, void *data)
 {
   if (k8s_http_inflight(g.http) == 0) {
+    k8s_recorder_free(g.recorder);
+    g.recorder = NULL;
     k8s_loop_stop(loop);
     return;
   }
