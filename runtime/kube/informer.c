@@ -26,18 +26,28 @@ struct registration {
   bool removed;
 };
 
+/* One list+watch stream into the informer's Store: all namespaces, or one
+ * (a Cache restricted to several namespaces has one feed per namespace). */
+struct feed {
+  struct k8s_informer *inf;
+  char *ns; /* NULL: every namespace */
+  struct k8s_reflector *reflector;
+  json_t *seen; /* keys of the list in progress (an object used as a set) */
+  bool synced;
+};
+
 struct k8s_informer {
   struct k8s_client *c;
-  struct k8s_reflector *reflector;
+  struct feed *feeds;
+  size_t nfeeds;
   struct k8s_store *store;
   char *api_version, *kind;
   struct registration *regs;
   size_t nregs, capregs;
   unsigned next_id;
   int dispatching; /* > 0 while handlers run: removals are deferred */
-  bool synced;
+  bool synced;     /* every feed listed once */
   bool started;
-  json_t *seen; /* keys of the list in progress (an object used as a set) */
   /* cache bookkeeping */
   struct k8s_cache *cache;
   char *cache_key;    /* "apiVersion/kind" */
@@ -50,7 +60,9 @@ struct k8s_informer {
 struct k8s_cache {
   struct k8s_client *c;
   struct k8s_discovery *d;
-  char *ns, *labels, *field_manager;
+  char *ns, *labels, *field_manager; /* ns: the namespaces, cut in place at the commas */
+  char **nsv;                        /* the namespaces, pointing into ns */
+  size_t nns;
   double dead_stream_timeout;
   struct k8s_strmap informers; /* cache_key -> informer */
   struct k8s_informer *doomed; /* released, freed by reap_timer */
@@ -117,15 +129,17 @@ static void upsert(struct k8s_informer *inf, json_t *obj)
     k8s_log(K8S_LOG_WARN, "informer: object not cached", "kind", inf->kind, "error", err, NULL);
 }
 
-static void sweep(struct k8s_informer *inf)
+/* Deletes the objects of the feed's namespace its list did not contain. */
+static void sweep(struct feed *f)
 {
+  struct k8s_informer *inf = f->inf;
   const struct k8s_object **objs = NULL;
-  size_t n = k8s_store_list(inf->store, NULL, &objs);
+  size_t n = k8s_store_list(inf->store, f->ns, &objs);
   if (n == (size_t)-1) return;
   char **gone = NULL;
   size_t ngone = 0;
   for (size_t i = 0; i < n; i++) {
-    if (json_object_get(inf->seen, objs[i]->key)) continue;
+    if (json_object_get(f->seen, objs[i]->key)) continue;
     char **g = realloc(gone, (ngone + 1) * sizeof(*g));
     if (!g) break;
     gone = g;
@@ -142,46 +156,50 @@ static void sweep(struct k8s_informer *inf)
 
 static void sink_list_page(json_t *items, bool first, bool last, const char *rv, void *data)
 {
-  struct k8s_informer *inf = data;
+  struct feed *f = data;
+  struct k8s_informer *inf = f->inf;
   if (first) {
-    json_decref(inf->seen);
-    inf->seen = json_object();
+    json_decref(f->seen);
+    f->seen = json_object();
   }
   size_t i;
   json_t *it;
   char key[512];
   json_array_foreach(items, i, it)
   {
-    if (k8s_store_key_of(it, key, sizeof(key)) >= 0)
-      json_object_set_new(inf->seen, key, json_true());
+    if (k8s_store_key_of(it, key, sizeof(key)) >= 0) json_object_set_new(f->seen, key, json_true());
     upsert(inf, it);
   }
   if (!last) return;
-  sweep(inf);
-  json_decref(inf->seen);
-  inf->seen = NULL;
+  sweep(f);
+  json_decref(f->seen);
+  f->seen = NULL;
+  f->synced = true;
   bool relist = inf->synced;
+  for (size_t k = 0; k < inf->nfeeds; k++)
+    if (!inf->feeds[k].synced) return; /* the first sync waits for every feed */
   inf->synced = true;
-  k8s_log_v(1, "informer: synced", "kind", inf->kind, "resourceVersion", rv ? rv : "", NULL);
+  k8s_log_v(1, "informer: synced", "kind", inf->kind, "namespace", f->ns ? f->ns : "",
+            "resourceVersion", rv ? rv : "", NULL);
   notify_synced(inf, relist);
 }
 
 static void sink_event(const char *type, json_t *obj, void *data)
 {
-  struct k8s_informer *inf = data;
+  struct feed *f = data;
   if (!strcmp(type, "DELETED")) {
     char key[512];
     if (k8s_store_key_of(obj, key, sizeof(key)) >= 0)
-      k8s_store_delete(inf->store, key, store_cb, inf);
+      k8s_store_delete(f->inf->store, key, store_cb, f->inf);
     return;
   }
-  upsert(inf, obj);
+  upsert(f->inf, obj);
 }
 
 static void sink_state(enum k8s_reflector_state st, const struct k8s_status *why, bool relist,
                        void *data)
 {
-  struct k8s_informer *inf = data;
+  struct k8s_informer *inf = ((struct feed *)data)->inf;
   inf->dispatching++;
   size_t n = inf->nregs;
   for (size_t i = 0; i < n; i++)
@@ -199,8 +217,9 @@ static const struct k8s_reflector_sink informer_sink = {
 
 /* ==== informer ============================================================= */
 
-struct k8s_informer *k8s_informer_new(struct k8s_client *c,
-                                      const struct k8s_reflector_options *opts)
+struct k8s_informer *k8s_informer_new_ns(struct k8s_client *c,
+                                         const struct k8s_reflector_options *opts,
+                                         const char *const *namespaces, size_t n)
 {
   struct k8s_informer *inf = calloc(1, sizeof(*inf));
   if (!inf) return NULL;
@@ -208,22 +227,48 @@ struct k8s_informer *k8s_informer_new(struct k8s_client *c,
   inf->api_version = strdup(opts->api_version ? opts->api_version : "");
   inf->kind = strdup(opts->kind ? opts->kind : "");
   inf->store = k8s_store_new();
-  inf->reflector = k8s_reflector_new(c, opts, &informer_sink, inf);
-  if (!inf->api_version || !inf->kind || !inf->store || !inf->reflector) {
+  size_t nf = n ? n : 1;
+  inf->feeds = calloc(nf, sizeof(*inf->feeds));
+  if (!inf->api_version || !inf->kind || !inf->store || !inf->feeds) {
     k8s_informer_free(inf);
     return NULL;
+  }
+  for (size_t i = 0; i < nf; i++) {
+    struct feed *f = &inf->feeds[inf->nfeeds++];
+    struct k8s_reflector_options o = *opts;
+    f->inf = inf;
+    if (n) {
+      f->ns = strdup(namespaces[i]);
+      o.namespace = f->ns;
+    } else if (opts->namespace)
+      f->ns = strdup(opts->namespace);
+    f->reflector = k8s_reflector_new(c, &o, &informer_sink, f);
+    if ((o.namespace && !f->ns) || !f->reflector) {
+      k8s_informer_free(inf);
+      return NULL;
+    }
   }
   if (opts->api_version && opts->kind)
     k8s_store_set_kind(inf->store, opts->api_version, opts->kind);
   return inf;
 }
 
+struct k8s_informer *k8s_informer_new(struct k8s_client *c,
+                                      const struct k8s_reflector_options *opts)
+{
+  return k8s_informer_new_ns(c, opts, NULL, 0);
+}
+
 void k8s_informer_free(struct k8s_informer *inf)
 {
   if (!inf) return;
-  k8s_reflector_free(inf->reflector);
+  for (size_t i = 0; i < inf->nfeeds; i++) {
+    k8s_reflector_free(inf->feeds[i].reflector);
+    json_decref(inf->feeds[i].seen);
+    free(inf->feeds[i].ns);
+  }
+  free(inf->feeds);
   k8s_store_free(inf->store);
-  json_decref(inf->seen);
   free(inf->regs);
   free(inf->api_version);
   free(inf->kind);
@@ -236,14 +281,18 @@ int k8s_informer_start(struct k8s_informer *inf)
 {
   if (inf->started) return 0;
   inf->started = true;
-  return k8s_reflector_start(inf->reflector);
+  int rc = 0;
+  for (size_t i = 0; i < inf->nfeeds; i++)
+    if (k8s_reflector_start(inf->feeds[i].reflector) < 0) rc = -1;
+  return rc;
 }
 
 void k8s_informer_stop(struct k8s_informer *inf)
 {
   if (!inf->started) return;
   inf->started = false;
-  k8s_reflector_stop(inf->reflector);
+  for (size_t i = 0; i < inf->nfeeds; i++)
+    k8s_reflector_stop(inf->feeds[i].reflector);
 }
 
 unsigned k8s_informer_add_handler(struct k8s_informer *inf, const struct k8s_event_handler *h,
@@ -316,7 +365,7 @@ const char *k8s_informer_kind(const struct k8s_informer *inf)
 
 struct k8s_reflector *k8s_informer_reflector(struct k8s_informer *inf)
 {
-  return inf->reflector;
+  return inf->feeds[0].reflector;
 }
 
 /* ==== cache ================================================================ */
@@ -330,6 +379,14 @@ struct k8s_cache *k8s_cache_new(struct k8s_client *c, struct k8s_discovery *d,
   cache->d = d;
   if (opts) {
     cache->ns = opts->namespace && *opts->namespace ? strdup(opts->namespace) : NULL;
+    /* "a,b,c": one feed per namespace */
+    for (char *p = cache->ns, *tok; p && (tok = strsep(&p, ","));) {
+      char **v = *tok ? realloc(cache->nsv, (cache->nns + 1) * sizeof(*v)) : NULL;
+      if (v) {
+        cache->nsv = v;
+        cache->nsv[cache->nns++] = tok; /* points into cache->ns */
+      }
+    }
     cache->labels =
         opts->label_selector && *opts->label_selector ? strdup(opts->label_selector) : NULL;
     cache->dead_stream_timeout = opts->dead_stream_timeout;
@@ -366,6 +423,7 @@ void k8s_cache_free(struct k8s_cache *cache)
   if (cache->reap_timer)
     k8s_loop_timer_cancel(k8s_http_loop(k8s_client_http(cache->c)), cache->reap_timer);
   reap(NULL, cache);
+  free(cache->nsv);
   free(cache->ns);
   free(cache->labels);
   free(cache->field_manager);
@@ -402,11 +460,12 @@ static int get_informer(struct k8s_cache *cache, const char *api_version, const 
       .gvr = *gvr,
       .api_version = api_version,
       .kind = kind,
-      .namespace = gvr->namespaced ? cache->ns : NULL,
       .label_selector = sel,
       .dead_stream_timeout = cache->dead_stream_timeout,
   };
-  inf = k8s_informer_new(cache->c, &o);
+  /* a namespaced kind: one feed per namespace of the Cache (all when none) */
+  inf = k8s_informer_new_ns(cache->c, &o, gvr->namespaced ? (const char *const *)cache->nsv : NULL,
+                            gvr->namespaced ? cache->nns : 0);
   if (!inf || k8s_store_set_field_manager(inf->store, cache->field_manager) != 0) {
     k8s_informer_free(inf);
     return -ENOMEM;

@@ -58,6 +58,13 @@ struct k8s_event_handler {
  * (k8s_informer_free); those of a Cache by the Cache. */
 struct k8s_informer *k8s_informer_new(struct k8s_client *c,
                                       const struct k8s_reflector_options *opts);
+/* The same over n reflectors, one per namespace of namespaces (copied), all
+ * feeding the one Store; a relist of one namespace removes only that
+ * namespace's vanished objects; synced once every namespace listed. n 0:
+ * like k8s_informer_new. */
+struct k8s_informer *k8s_informer_new_ns(struct k8s_client *c,
+                                         const struct k8s_reflector_options *opts,
+                                         const char *const *namespaces, size_t n);
 void k8s_informer_free(struct k8s_informer *inf);
 /* Starts list+watch (idempotent). */
 int k8s_informer_start(struct k8s_informer *inf);
@@ -86,7 +93,8 @@ struct k8s_reflector *k8s_informer_reflector(struct k8s_informer *inf);
 /* ---- Cache ------------------------------------------------------------------ */
 
 struct k8s_cache_options {
-  const char *namespace;      /* restrict namespaced kinds to one namespace; NULL: all */
+  const char *namespace;      /* restrict namespaced kinds to these namespaces ("a" or "a,b,c",
+                                 one list+watch each); NULL: all */
   const char *label_selector; /* applied to every informer; NULL: none */
   double dead_stream_timeout; /* passed to reflectors; 0: default */
   /* every Store keeps the field set this manager applied to each object

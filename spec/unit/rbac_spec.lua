@@ -60,6 +60,11 @@ local WATCHES_VERBS = { "list", "watch" }                -- informer only
 -- Leader election (runtime/kube/leaderelection.c): GET, POST when absent, PUT.
 local LEASE_VERBS = { "create", "get", "update" }
 
+-- Lease rights an HA EPP's Role grants live in their own ClusterRole, bound
+-- only where HA EPPs run (deploy/rbac/epp_leases_cluster_role.yaml), never
+-- in the cluster-wide one.
+local LEASES = { ["coordination.k8s.io|leases"] = true }
+
 --- Every EPP Role rule the scripts can emit: the rows of
 --- schedulerinstall.versions and simulatordeployment.reconcile's epp_rules,
 --- for one and for several EPP replicas.
@@ -98,7 +103,7 @@ local function expected_triples(controllers)
   for _, rule in ipairs(epp_rules()) do
     for _, g in ipairs(rule.apiGroups) do
       for _, r in ipairs(rule.resources) do
-        add(want, g, r, rule.verbs, "EPP Role (escalation prevention)")
+        if not LEASES[g .. "|" .. r] then add(want, g, r, rule.verbs, "EPP Role (escalation prevention)") end
       end
     end
   end
@@ -167,8 +172,15 @@ describe("the shipped ClusterRole", function()
     assert.same({}, minus(granted(role.rules), expected_triples(controllers())))
   end)
 
-  it("holds every permission of every EPP Role the scripts emit (escalation prevention)", function()
+  it("holds no lease right (an HA EPP's leases come from a RoleBinding where it runs)", function()
+    for _, rule in ipairs(role.rules) do
+      assert.is_nil(table.concat(rule.resources, ","):find("leases", 1, true))
+    end
+  end)
+
+  it("with the EPP leases ClusterRole holds every permission of every EPP Role the scripts emit", function()
     local got = granted(role.rules)
+    for k, v in pairs(granted(load_yaml("deploy/rbac/epp_leases_cluster_role.yaml")[1].rules)) do got[k] = v end
     local missing = {}
     for _, rule in ipairs(epp_rules()) do
       for _, g in ipairs(rule.apiGroups) do
@@ -265,6 +277,7 @@ describe("deploy/ (kustomize)", function()
     table.sort(kinds)
     assert.same({
       "ClusterRole/schedsim-operator",
+      "ClusterRole/schedsim-operator-epp-leases",
       "ClusterRoleBinding/schedsim-operator",
       "ConfigMap/schedsim-scripts",
       "CustomResourceDefinition/schedulerinstalls.sim.llm-d.io",
