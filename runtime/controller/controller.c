@@ -583,6 +583,7 @@ static void free_all(void *data)
       free(e);
     }
     k8s_strmap_clear(&c->owners);
+    ctl_selectors_free(c);
     for (size_t j = 0; j < c->nmapq; j++)
       json_decref(c->mapq[j].obj);
     free(c->mapq);

@@ -88,6 +88,7 @@ struct ctl {
   size_t nkinds;
   struct kinfo *cr; /* kinds[0] */
   struct k8s_strmap owners;
+  struct k8s_strmap selectors; /* CR key -> the last selector check (selectors.c) */
   struct mapev *mapq;
   size_t nmapq, capmapq;
   int started, stopping, tick_pending;
@@ -126,6 +127,7 @@ enum phase {
   PHASE_FINALIZER, /* the cleanup finalizer, before any child outside the CR's namespace */
   PHASE_PREREQS,   /* ServiceAccounts, ConfigMaps, Roles: what other children refer to */
   PHASE_CHILDREN,  /* every other child, then deletes of children no longer desired */
+  PHASE_SELECTORS, /* LIST the pods the applied Services and InferencePools select */
   PHASE_STATUS,    /* the status (with this attempt's failed write, if any) and Events */
   PHASE_DONE
 };
@@ -144,11 +146,14 @@ struct rec {
   enum phase phase;
   int pending;
   int issuing;
-  int failed;          /* a write failed (or could not be sent) */
-  int conflict;        /* a probe found a child of another owner */
-  int quiet;           /* ... only transiently, right after creating its prerequisites */
-  int created_prereqs; /* PHASE_PREREQS created an object */
-  char *failure;       /* the first failed write and the server's answer (owned) */
+  int failed;             /* a write failed (or could not be sent) */
+  int conflict;           /* a probe found a child of another owner */
+  int quiet;              /* ... only transiently, right after creating its prerequisites */
+  int created_prereqs;    /* PHASE_PREREQS created an object */
+  int selectors_checked;  /* PHASE_SELECTORS listed pods */
+  int selectors_unknown;  /* ... and some list got no answer */
+  char *selector_warning; /* the first foreign pod a selector matches (owned), or NULL */
+  char *failure;          /* the first failed write and the server's answer (owned) */
   const char
       *failure_reason; /* TargetNamespaceNotFound, WriteForbidden, WriteInvalid, WriteFailed */
   enum {
@@ -203,6 +208,25 @@ int ctl_has_finalizer(const json_t *cr);
 /* Deletes (at most 100 per call) objects of c's owns kinds that carry the
  * owner label of a CR of c's kind that does not exist. */
 void ctl_sweep_orphans(struct ctl *c);
+
+/* }==================================================================== */
+
+/* {====================================================================
+ * selectors.c
+ * ===================================================================== */
+
+/* PHASE_SELECTORS: LISTs the pods each applied Service or InferencePool of
+ * r selects (counted in r->pending), unless the last answer for r's key is
+ * recent and none of those children changed. */
+void ctl_check_selectors(struct rec *r);
+/* The foreign pod r's selectors match (this attempt's answer, remembered
+ * for the key; else the remembered one), or NULL. Owned by r or the
+ * controller: valid until r completes. */
+const char *ctl_selector_warning(struct rec *r);
+/* Forgets the remembered answer of key (the CR is gone). */
+void ctl_selectors_forget(struct ctl *c, const char *key);
+/* Frees every remembered answer of c. */
+void ctl_selectors_free(struct ctl *c);
 
 /* }==================================================================== */
 

@@ -2,7 +2,8 @@
  * informer cache, run the engine (runtime/lua/engine.h), issue the writes
  * (writer.c) in ordered phases (enum phase: existence checks of children the
  * cache cannot vouch for, the finalizer, then what other children refer to,
- * then the other children and deletes, then the status),
+ * then the other children and deletes, then a LIST of the pods each
+ * selector matches (selectors.c), then the status),
  * and once the last one finished give the key its WorkQueue outcome
  * (controller-runtime's reconcileHandler):
  *   failed write                 -> add_rate_limited           result "error"
@@ -92,6 +93,7 @@ static void complete(struct rec *r)
   if (r->have_res) lk_result_free(&r->res);
   json_decref(r->cr);
   free(r->failure);
+  free(r->selector_warning);
   free(r->key);
   free(r);
   ctl_schedule(c);
@@ -113,10 +115,26 @@ static int prereq_kind(const struct lk_child *ch)
 }
 
 /* The status of this attempt: the engine's, and the failed write when
- * there was one (new reference). */
+ * there was one, or else the foreign pods a selector matches (new
+ * reference). */
 static json_t *attempt_status(struct rec *r)
 {
   json_t *st = json_deep_copy(r->res.status);
+  const char *warning = r->failure || r->st != 0 ? NULL : ctl_selector_warning(r);
+  if (st && warning) {
+    const json_t *cr_status = json_object_get(r->cr, "status");
+    json_t *gen = json_object_get(json_object_get(r->cr, "metadata"), "generation");
+    lk_status_condition(st, cr_status, "Degraded", "True", "SelectorMatchesForeignPods", warning,
+                        NULL, gen);
+    lk_status_condition(st, cr_status, "Ready", "False", "SelectorMatchesForeignPods", warning,
+                        NULL, gen);
+    lk_result_override_events(&r->res, cr_status, "SelectorMatchesForeignPods", warning);
+    /* pods come and go unwatched: look again in a while */
+    if (r->outcome == OUT_SUCCESS) {
+      r->outcome = OUT_REQUEUE_AFTER;
+      r->requeue_after = 60;
+    }
+  }
   if (st && r->failure) {
     const char *reason = r->failure_reason ? r->failure_reason : "WriteFailed";
     const json_t *cr_status = json_object_get(r->cr, "status");
@@ -158,6 +176,10 @@ static void issue_phase(struct rec *r)
         ctl_apply_child(r, &res->children[i], 0);
     for (size_t i = 0; i < res->nprune; i++)
       ctl_delete_child(r, &res->prune[i]);
+    break;
+  case PHASE_SELECTORS:
+    if (!ok || r->failed || r->quiet || res->finalizing) break;
+    ctl_check_selectors(r);
     break;
   case PHASE_STATUS:
     if (!r->have_res) break;
@@ -263,9 +285,10 @@ void ctl_reconcile_key(struct ctl *c, const char *key)
 
   const struct k8s_object *obj = c->cr->inf ? k8s_informer_get(c->cr->inf, key) : NULL;
   char err[256];
-  if (!obj) /* gone: its same-namespace children go with it (owner references) */
+  if (!obj) { /* gone: its same-namespace children go with it (owner references) */
     ctl_record_forget_status(c, key);
-  else if (!(r->cr = k8s_json_parse(obj->json, obj->json_len, err, sizeof(err)))) {
+    ctl_selectors_forget(c, key);
+  } else if (!(r->cr = k8s_json_parse(obj->json, obj->json_len, err, sizeof(err)))) {
     r->outcome = OUT_ERROR;
     ctl_log(K8S_LOG_ERROR, c, key, r->id, "cannot decode the cached CR", "error", err, NULL, NULL);
   } else if ((r->fin = ctl_has_finalizer(r->cr)) || !obj->deleting) {

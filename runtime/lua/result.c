@@ -127,6 +127,16 @@ static int decorate(struct post *p, size_t i, json_t *child, struct lk_child *ou
   if (!labels) return post_fail(p, "result.children[%zu].metadata.labels: must be a table", i);
   json_object_set_new(labels, LK_LABEL_MANAGED_BY, json_string(LK_MANAGED_BY));
   json_object_set_new(labels, LK_LABEL_OWNER, json_string(p->run->owner));
+  /* a pod template's pods carry the owner label too: a selector check
+   * (runtime/controller/selectors.c) tells them from pods deployed by others */
+  json_t *tmpl = json_object_get(json_object_get(child, "spec"), "template");
+  if (json_is_object(tmpl) && json_is_object(json_object_get(tmpl, "spec"))) {
+    json_t *tmd = jobj(tmpl, "metadata");
+    json_t *tlabels = tmd ? jobj(tmd, "labels") : NULL;
+    if (!tlabels)
+      return post_fail(p, "result.children[%zu].spec.template.metadata.labels: must be a table", i);
+    json_object_set_new(tlabels, LK_LABEL_OWNER, json_string(p->run->owner));
+  }
 
   const char *ns = jstr(md, "namespace");
   if (ns && *p->cr_ns && !strcmp(ns, p->cr_ns)) {

@@ -207,6 +207,41 @@ describe("security (e2e)", function()
     end)
   end)
 
+  describe("selectors", function()
+    it("a proxy Service selecting pods someone else deployed is reported until those pods consent", function()
+      if not need_cluster() then return end
+      -- a bystander's pods in the granted namespace, with the decode label
+      local function bystander(selectable)
+        local labels = { app = "bystander", ["llm-d.ai/role"] = "decode" }
+        if selectable then labels["sim.llm-d.io/selectable"] = "true" end
+        cluster.apply({ apiVersion = "apps/v1", kind = "Deployment",
+          metadata = { name = "bystander", namespace = tenant_sim },
+          spec = { replicas = 1, selector = { matchLabels = { app = "bystander" } },
+            template = { metadata = { labels = labels },
+              spec = { containers = { { name = "app", image = "registry.example/app:1" } } } } } })
+      end
+      bystander(false)
+      cluster.apply(schedinst("cr-selector", { schedulerNamespace = tenant, simulatorNamespace = tenant_sim,
+        proxyService = { name = "sel-proxy", selector = { ["llm-d.ai/role"] = "decode" } } }))
+      refused("schedinst", "cr-selector", "SelectorMatchesForeignPods",
+        "Service " .. tenant_sim .. "/sel-proxy selects pod")
+      local obj = cluster.get("schedinst", "cr-selector", tenant)
+      local degraded = condition(obj, "Degraded")
+      assert.equals("True", degraded and degraded.status)
+      assert.matches("(ReplicaSet bystander-", degraded.message, 1, true)
+      -- the Service itself was applied: the check warns, it does not refuse
+      assert.is_truthy(cluster.get("service", "sel-proxy", tenant_sim))
+      -- the pods' owner consents: the warning clears on the next look (within a minute)
+      bystander(true)
+      cluster.eventually(100, "the selector warning cleared", function()
+        local c = condition(cluster.get("schedinst", "cr-selector", tenant), "Ready")
+        return c and c.reason ~= "SelectorMatchesForeignPods", c and c.reason
+      end)
+      cluster.kubectl("delete deployment bystander -n " .. tenant_sim)
+      cluster.kubectl("delete schedinst cr-selector -n " .. tenant .. " --wait=false")
+    end)
+  end)
+
   describe("a scripts ConfigMap that passes the check", function()
     setup(function()
       if not cluster.available() then return end
