@@ -9,7 +9,8 @@
 ---
 --- Sizes (environment, defaults in brackets): BENCH_LATENCY_N [50],
 --- BENCH_SMALL_N [200], BENCH_SMALL_RUNS [3], BENCH_LARGE_N [1000],
---- BENCH_STEADY_S [300], BENCH_CONCURRENCY [16].
+--- BENCH_STEADY_S [300], BENCH_CONCURRENCY [16], BENCH_FAIRNESS_N [30],
+--- BENCH_FAIRNESS_PROBE [10].
 local L = require("lib")
 
 local function env_int(name, default)
@@ -23,6 +24,8 @@ local CFG = {
   large_n = env_int("BENCH_LARGE_N", 1000),
   steady_s = env_int("BENCH_STEADY_S", 300),
   concurrency = env_int("BENCH_CONCURRENCY", 16),
+  fairness_n = env_int("BENCH_FAIRNESS_N", 30),
+  fairness_probe = env_int("BENCH_FAIRNESS_PROBE", 10),
 }
 
 local RUN_LABEL = "bench.sim.llm-d.io/run"
@@ -776,6 +779,84 @@ local function hot_reload(n_crs)
   return out
 end
 
+--- Fairness (#8): scripts that loop must not starve the other CRs. The
+--- bundled SimulatorDeployment script, overlaid through the scripts
+--- ConfigMap so that CRs named loop-* never return (each such reconcile runs
+--- until the instruction budget stops it, then backs off 1 s, 2 s, 4 s ...).
+--- Convergence of unrelated CRs (latency(): create -> Ready=True, one at a
+--- time) is measured without, then while `n_loop` looping CRs were just
+--- created. Goal: Ready p50 with ÷ without <= 2.
+local LOOP_OVERLAY = [[
+
+-- bench fairness (bench/bench.lua): CRs named loop-* never return
+do
+  local bundled = M.reconcile
+  function M.reconcile(cr, observed, ctx)
+    if cr.metadata.name:match("^loop%-") then
+      local x = 0
+      while true do x = x + 1 end
+    end
+    return bundled(cr, observed, ctx)
+  end
+end
+]]
+
+local function wait_revision(old, timeout)
+  local deadline = L.now() + timeout
+  while L.now() < deadline do
+    local rev = current_revision()
+    if rev and rev ~= old then return rev end
+    L.sleep(0.2)
+  end
+  return nil
+end
+
+local function fairness(n_loop, n_probe)
+  local out = { n_loop = n_loop, n_probe = n_probe }
+  out.without = latency("fb", n_probe)
+  local src = assert(L.read_file(L.root .. "/scripts/simulatordeployment/reconcile.lua"))
+  local overlay, subs = src:gsub("\nreturn M%s*$", function() return "\n" .. LOOP_OVERLAY .. "\nreturn M\n" end)
+  assert(subs == 1, "scripts/simulatordeployment/reconcile.lua does not end in `return M`")
+  local old = current_revision()
+  local file = L.out .. "/scripts-cm-loop.json"
+  L.write_file(file, L.json.encode(scripts_cm({ ["simulatordeployment.reconcile.lua"] = overlay })))
+  kubectl("apply --server-side --field-manager=schedsim-bench -f " .. L.q(file) .. " >/dev/null")
+  if not wait_revision(old, 30) then
+    out.status = "the looping overlay was not swapped in within 30 s"
+    return out
+  end
+  local m0 = L.scrape(OP.metrics)
+  create_namespaces("fx", n_loop)
+  local lines = {}
+  for i = 1, n_loop do
+    local ns = ns_name("fx", i)
+    local cr = make_cr(ns, "fx")
+    cr.metadata.name = "loop-" .. i
+    lines[#lines + 1] = req(ns, 0, "POST", CR_API .. "/namespaces/" .. ns .. "/simulatordeployments", "json", cr)
+  end
+  send(lines, UA_CREATE)
+  L.sleep(1)
+  local t0, cpu0 = L.now(), L.cpu_seconds(OP.pid)
+  out.with = latency("fw", n_probe)
+  out.window = L.now() - t0
+  out.cpu = L.cpu_seconds(OP.pid) - cpu0
+  local m1 = L.scrape(OP.metrics)
+  local sd = { controller = "simulatordeployment" }
+  out.loop_errors = L.metric_sum(m1, "controller_runtime_reconcile_errors_total", sd)
+    - L.metric_sum(m0, "controller_runtime_reconcile_errors_total", sd)
+  out.ratio = out.without.ready_p50 and out.with.ready_p50 and out.with.ready_p50 / out.without.ready_p50 or nil
+  -- back to the bundled scripts; the looping CRs go
+  old = current_revision()
+  L.write_file(file, L.json.encode(scripts_cm(nil)))
+  kubectl("replace -f " .. L.q(file) .. " >/dev/null")
+  wait_revision(old, 30)
+  L.sh("kubectl delete simulatordeployments.sim.llm-d.io -A -l " .. RUN_LABEL .. "=fx --wait=false >/dev/null 2>&1")
+  out.status = "ok"
+  L.log("fairness: Ready p50 %s without, %s with %d looping CRs (x%.2f); %d failed reconciles of theirs",
+    L.fmt_dur(out.without.ready_p50), L.fmt_dur(out.with.ready_p50), n_loop, out.ratio or 0, out.loop_errors)
+  return out
+end
+
 --- A second kwok node with room for every pod of the bench (the launcher's
 --- node takes 110).
 local function add_node()
@@ -872,6 +953,10 @@ local function phase_cluster()
       local run = string.format("os%d-%d", CFG.small_n, r)
       out.small[r] = op_burst(run, CFG.small_n, per_cr)
       wait_rollout(run, CFG.small_n, 180)
+      wait_operator_quiet(5, 60)
+    end
+    if CFG.fairness_n > 0 then
+      out.fairness = fairness(CFG.fairness_n, CFG.fairness_probe)
       wait_operator_quiet(5, 60)
     end
     if not out.rss_full then
@@ -1044,6 +1129,14 @@ local function phase_report()
   p("| 7 | offline `render -f examples/simulatordeployment-full.yaml`: process wall (CPU), median of %s "
     .. "| %s (%s) | < 100 ms | %s |", tostring(rd.runs or 0), L.fmt_dur(rd.median), L.fmt_dur(rd.cpu_median),
     verdict(rd.median, 0.1))
+  local fa = op.fairness
+  if fa and fa.status == "ok" then
+    p("| 8 | fairness: an unrelated CR's create → Ready p50 with %d CRs whose script loops ÷ without (%s ÷ %s) "
+      .. "| ×%.2f | ≤ ×2 | %s |", fa.n_loop, L.fmt_dur(fa.with.ready_p50), L.fmt_dur(fa.without.ready_p50),
+      fa.ratio or 0, verdict(fa.ratio, 2))
+  else
+    p("| 8 | fairness | %s | ≤ ×2 | |", fa and fa.status or "not run")
+  end
   if rd.script then
     local last = ""
     for l in (rd.script.output or ""):gmatch("[^\n]+") do last = l end
