@@ -74,14 +74,8 @@ describe("controller (e2e)", function()
     ns = cluster.namespace("ctl")
     other = cluster.namespace("ctl-other")
     cluster.grant(other, ns) -- open `other` to the CRs of `ns` (doc/security.md)
-    op = cluster.spawn(cluster.bin .. " run --scripts " .. cluster.q(TESTSCRIPTS) ..
-      " --kubeconfig " .. cluster.q(os.getenv("SCHEDSIM_OPERATOR_KUBECONFIG")) ..
-      " --metrics-bind-address 127.0.0.1:0 --health-probe-bind-address 127.0.0.1:0 -v 1" ..
-      " --sync-period 5s")
-    local started = cluster.eventually(30, "the operator to start", function()
-      return op:log_find("starting manager")
-    end)
-    metrics_port = tonumber(started.metricsPort)
+    op = cluster.start_operator({ scripts = TESTSCRIPTS, kubeconfig = true, args = "-v 1 --sync-period 5s" })
+    metrics_port = tonumber(op.started.metricsPort)
     cluster.eventually(60, "the workers to start", function() return op:log_find("starting workers") end)
   end)
 

@@ -224,13 +224,9 @@ describe("hot reload (e2e)", function()
     many, boom = cluster.namespace("hr-many"), cluster.namespace("hr-boom")
     cluster.grant(a_sim, a) -- the simulator namespaces are opened to the schedulers' (doc/security.md)
     cluster.grant(b_sim, b)
-    op = cluster.spawn(cluster.bin .. " run --kubeconfig " .. cluster.q(os.getenv("SCHEDSIM_OPERATOR_KUBECONFIG")) ..
-      " --metrics-bind-address 127.0.0.1:0 --health-probe-bind-address 127.0.0.1:0" ..
-      " --scripts-configmap " .. sys .. "/" .. CM)
-    local started = cluster.eventually(30, "the operator to start", function()
-      return op:log_find("starting manager")
-    end)
-    ports.metrics, ports.health = started.metricsPort, started.healthPort
+    op = cluster.start_operator({ kubeconfig = true, scripts = false,
+      args = "--scripts-configmap " .. sys .. "/" .. CM })
+    ports.metrics, ports.health = op.started.metricsPort, op.started.healthPort
     cluster.eventually(60, "the scripts ConfigMap synced", function()
       return op:log_find("scripts ConfigMap synced; reconciles may start")
     end)

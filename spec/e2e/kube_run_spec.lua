@@ -12,9 +12,8 @@ local cluster = require("cluster")
 local LEASE = "schedsim-operator"
 
 local function start_operator(ns, extra)
-  local p = cluster.spawn(cluster.bin .. " run --leader-elect --leader-election-namespace " .. ns ..
-    " --metrics-bind-address 127.0.0.1:0 --health-probe-bind-address 127.0.0.1:0" ..
-    " --shutdown-timeout 5s " .. (extra or ""))
+  local p = cluster.start_operator({ scripts = false, wait = false,
+    args = "--leader-elect --leader-election-namespace " .. ns .. " --shutdown-timeout 5s " .. (extra or "") })
   finally(function()
     if p:alive() then p:stop(10) end
     p:cleanup()

@@ -26,9 +26,8 @@ local LEASE_DURATION, RETRY = 15, 2 -- runtime defaults (doc/architecture.md, "L
 local q = cluster.q
 
 local function start_operator(kubeconfig)
-  return cluster.spawn(("%s run --kubeconfig %s --scripts %s --leader-elect --leader-election-namespace %s "
-    .. "--metrics-bind-address 127.0.0.1:0 --health-probe-bind-address 127.0.0.1:0 --shutdown-timeout 3s")
-    :format(q(BIN), q(kubeconfig), q(ROOT .. "/scripts"), NS))
+  return cluster.start_operator({ kubeconfig = kubeconfig, wait = false,
+    args = "--leader-elect --leader-election-namespace " .. q(NS) .. " --shutdown-timeout 3s" })
 end
 
 local function metrics(p)

@@ -189,9 +189,7 @@ end
 -- ------------------------------------------------------------------ operator
 
 local function start_operator(extra)
-  return cluster.spawn(("%s run --kubeconfig %s --scripts %s --metrics-bind-address 127.0.0.1:0 "
-    .. "--health-probe-bind-address 127.0.0.1:0 --shutdown-timeout 2s %s")
-    :format(q(BIN), q(OPKC), q(ROOT .. "/scripts"), extra or ""))
+  return cluster.start_operator({ kubeconfig = OPKC, args = "--shutdown-timeout 2s " .. (extra or ""), wait = false })
 end
 
 local function metrics(p)

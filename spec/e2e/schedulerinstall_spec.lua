@@ -204,9 +204,8 @@ local spawn = cluster.spawn
 
 local function start_operator(kubeconfig)
   -- ephemeral ports: a fixed or random one can be taken by a concurrent spec
-  return spawn(("%s run --scripts %s --metrics-bind-address 127.0.0.1:0 --health-probe-bind-address "
-    .. "127.0.0.1:0 --log-format json -v 2"):format(q(BIN), q(ROOT .. "/scripts")),
-    { KUBECONFIG = kubeconfig })
+  return cluster.start_operator({ args = "--log-format json -v 2", env = { KUBECONFIG = kubeconfig },
+    wait = false })
 end
 
 local function stop_operator(op)

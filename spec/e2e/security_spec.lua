@@ -163,9 +163,8 @@ describe("security (e2e)", function()
     -- the other team's pods, which a selector could pick
     cluster.must("create deployment team-app -n other-team --image=registry.example/app:1 --replicas=1")
     cluster.must("label deployment team-app -n other-team llm-d.ai/role=decode")
-    op = cluster.spawn(cluster.bin .. " run --kubeconfig " .. cluster.q(os.getenv("SCHEDSIM_OPERATOR_KUBECONFIG")) ..
-      " --scripts " .. cluster.q(ROOT .. "/scripts") .. " --scripts-configmap " .. SYS .. "/" .. CM ..
-      " --metrics-bind-address 127.0.0.1:0 --health-probe-bind-address 127.0.0.1:0 -v 1")
+    op = cluster.start_operator({ kubeconfig = true, args = "--scripts-configmap " .. SYS .. "/" .. CM .. " -v 1",
+      wait = false })
     cluster.eventually(60, "the scripts ConfigMap synced", function()
       return op:log_find("scripts ConfigMap synced; reconciles may start")
     end)

@@ -189,9 +189,7 @@ describe("SimulatorDeployment e2e", function()
     setup(function()
       if skip_reason() then return end
       -- ephemeral ports: a fixed or random one can be taken by a concurrent spec
-      proc = cluster.spawn(string.format("%s run --scripts %s --metrics-bind-address 127.0.0.1:0 "
-        .. "--health-probe-bind-address 127.0.0.1:0 --log-format json", q(bin), q(root .. "/scripts")))
-      cluster.sleep(1)
+      proc = cluster.start_operator({ args = "--log-format json" })
     end)
 
     teardown(function()

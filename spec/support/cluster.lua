@@ -194,6 +194,35 @@ function M.spawn(cmd, env)
   return self
 end
 
+--- Starts the operator binary (`schedsim-operator run`) the way every e2e
+--- spec does: metrics and health on free loopback ports, the bundled
+--- scripts, the admin kubeconfig of the environment unless told otherwise.
+--- opts (all optional): kubeconfig (path; `true`: the operator user's,
+--- $SCHEDSIM_OPERATOR_KUBECONFIG), scripts (dir; false: none given, the
+--- binary's default), args (extra flags, a string), env (table), wait
+--- (a log message to wait for, default "starting manager"; false: do not
+--- wait), timeout (seconds, default 60). Returns the Proc (cluster.spawn);
+--- p.started is the "starting manager" log line (metricsPort, healthPort)
+--- once waited for.
+function M.start_operator(opts)
+  opts = opts or {}
+  local kc = opts.kubeconfig == true and os.getenv("SCHEDSIM_OPERATOR_KUBECONFIG") or opts.kubeconfig
+  local parts = { M.q(M.bin), "run", "--metrics-bind-address 127.0.0.1:0", "--health-probe-bind-address 127.0.0.1:0" }
+  if kc then parts[#parts + 1] = "--kubeconfig " .. M.q(kc) end
+  if opts.scripts ~= false then parts[#parts + 1] = "--scripts " .. M.q(opts.scripts or (M.root .. "/scripts")) end
+  if opts.args then parts[#parts + 1] = opts.args end
+  local p = M.spawn(table.concat(parts, " "), opts.env)
+  local wait = opts.wait == nil and "starting manager" or opts.wait
+  if wait then
+    local line = M.eventually(opts.timeout or 60, "the operator log line " .. wait, function()
+      if not p:alive() then error("the operator exited at start:\n" .. p:stderr(), 0) end
+      return p:log_find(wait)
+    end)
+    if wait == "starting manager" then p.started = line else p.started = p:log_find("starting manager") end
+  end
+  return p
+end
+
 local function read_all(path)
   local f = io.open(path)
   if not f then return "" end
