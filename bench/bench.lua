@@ -197,7 +197,8 @@ local function rendered(run, n)
   for i = 1, n do docs[#docs + 1] = L.json.encode(make_cr(ns_name(run, i), run)) end
   local file = L.out .. "/crs-" .. run .. ".yaml"
   L.write_file(file, table.concat(docs, "\n---\n") .. "\n")
-  local out = L.must(L.q(L.bin) .. " render -o json -f " .. L.q(file) .. " 2>/dev/null")
+  local out = L.must(L.q(L.bin) .. " render -o json --scripts " .. L.q(L.root .. "/scripts") .. " -f " .. L.q(file)
+    .. " 2>/dev/null")
   local list = L.json.decode(out)
   local by_ns, per_cr = {}, nil
   for _, o in ipairs(list.items) do
@@ -989,7 +990,8 @@ local function phase_render()
   local example = L.root .. "/examples/simulatordeployment-full.yaml"
   local file = L.out .. "/render-times.sh"
   L.write_file(file, string.format("TIMEFORMAT='%%3R %%3U %%3S'\nfor i in $(seq 1 21); do\n"
-    .. "  { time %s render -f %s >/dev/null 2>/dev/null; } 2>&1\ndone\n", L.q(L.bin), L.q(example)))
+    .. "  { time %s render --scripts %s -f %s >/dev/null 2>/dev/null; } 2>&1\ndone\n", L.q(L.bin),
+    L.q(L.root .. "/scripts"), L.q(example)))
   local ok, text = L.sh("bash " .. L.q(file))
   local wall, cpu = {}, {}
   if ok then

@@ -10,7 +10,11 @@ M.bin = M.build .. "/schedsim-operator"
 M.floor_bin = M.build .. "/bench-floor"
 package.cpath = M.build .. "/lua/?.so;" .. package.cpath
 
-local k8srt = require("k8srt")
+local found, k8srt = pcall(require, "k8srt")
+if not found then
+  error("bench: cannot load k8srt.so from " .. M.build .. "/lua (built by cmake --build " .. M.build .. "): "
+    .. tostring(k8srt), 0)
+end
 M.json = k8srt.json
 M.array = k8srt.array
 M.null = k8srt.null

@@ -180,18 +180,22 @@ static void owner_track(struct ctl *c, const struct k8s_object *o, int add)
   }
 }
 
+/* Enqueues the CR whose owner label o carries, through the owner map (an
+ * index: no scan of the CRs); 1 when there is one. */
+static int enqueue_by_owner_label(struct ctl *c, const struct k8s_object *o)
+{
+  const char *owner = k8s_object_label(o, LK_LABEL_OWNER);
+  struct owner_ent *e = owner ? k8s_strmap_get(&c->owners, owner) : NULL;
+  if (!e) return 0;
+  enqueue(c, e->key, K8S_PRIORITY_HIGH);
+  return 1;
+}
+
 /* The CR key a child points at: its owner label through the owner map, or
  * its controller ownerReference of the CR kind. */
 static void enqueue_owner(struct ctl *c, const struct k8s_object *o)
 {
-  const char *owner = k8s_object_label(o, LK_LABEL_OWNER);
-  if (owner) {
-    struct owner_ent *e = k8s_strmap_get(&c->owners, owner);
-    if (e) {
-      enqueue(c, e->key, K8S_PRIORITY_HIGH);
-      return;
-    }
-  }
+  if (enqueue_by_owner_label(c, o)) return;
   const struct k8s_owner_ref *ref = k8s_object_controller(o);
   if (ref && !strcmp(ref->kind, c->decl->for_.kind) &&
       !strcmp(ref->api_version, c->decl->for_.api_version)) {
@@ -226,6 +230,10 @@ static void on_object(struct kinfo *ki, const struct k8s_object *o, int deleted)
     break;
   case ROLE_WATCH: {
     const struct lk_watch_decl *w = &c->decl->watches[ki->index];
+    /* an owned_only watch (e.g. the EndpointSlices of a CR's Services, which
+     * copy the Service's labels) finds its CR by the owner label: the map
+     * function runs only for objects no CR of this controller owns */
+    if (w->owned_only && enqueue_by_owner_label(c, o)) break;
     if (!w->map) {
       enqueue_all(c, K8S_PRIORITY_HIGH);
       break;
