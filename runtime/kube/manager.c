@@ -223,6 +223,7 @@ static void discovery_first(struct k8s_discovery *d, bool ok, void *data)
         .started_leading = started_leading,
         .stopped_leading = stopped_leading,
         .data = m,
+        .metrics = m->metrics,
     };
     m->elector = k8s_leader_elector_new(m->client, &lc);
     if (!m->elector) {
