@@ -9,9 +9,10 @@ log="${SCHEDSIM_CLUSTER_DIR:-/tmp}/operator.log"
 
 kubectl apply --server-side -f "$root/crds/" >/dev/null
 kubectl wait --for=condition=Established crd --all --timeout=60s >/dev/null
-for ns in $(grep -h '^  namespace:' "$root"/examples/*.yaml 2>/dev/null | awk '{print $2}' | sort -u); do
-  kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-done
+# the namespaces, with the grant that opens llm-d-sim to the SchedulerInstalls
+# of llm-d-inference-scheduler (doc/security.md)
+echo "+ kubectl apply -f examples/namespaces.yaml"
+kubectl apply -f "$root/examples/namespaces.yaml"
 
 "$bin" run --scripts "$root/scripts" --metrics-bind-address 127.0.0.1:0 \
   --health-probe-bind-address 127.0.0.1:0 >"$log" 2>&1 &

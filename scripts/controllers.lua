@@ -47,7 +47,8 @@ return {
         map = "schedulerinstall.reconcile.map_pool" },
       { apiVersion = "inference.networking.x-k8s.io/v1alpha2", kind = "InferencePool",
         map = "schedulerinstall.reconcile.map_pool" },
-      { apiVersion = "discovery.k8s.io/v1", kind = "EndpointSlice",
+      -- only the slices of the EPP Services it made (they carry the Service's labels)
+      { apiVersion = "discovery.k8s.io/v1", kind = "EndpointSlice", owned_only = true,
         map = "schedulerinstall.reconcile.map_endpointslice" },
       { apiVersion = "sim.llm-d.io/v1alpha1", kind = "SimulatorDeployment",
         map = "schedulerinstall.reconcile.map_simulator" },

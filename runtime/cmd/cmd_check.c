@@ -3,59 +3,54 @@
  * and runs every fixture case (runtime/lua/check.h). Prints one
  * "file:line: message" line per problem on stderr and exits 1, or prints a
  * summary and exits 0; usage errors exit 2. */
-#include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cmd/cmd.h"
+#include "cmd/settings.h"
 #include "lua/check.h"
 
 static void usage(FILE *out)
 {
-  fprintf(out, "usage: schedsim-operator check [--scripts DIR] [--memory-limit BYTES]\n"
-               "                               [--instruction-budget N]\n\n"
+  fprintf(out, "usage: schedsim-operator check [--scripts DIR] [--lua-memory-limit BYTES]\n"
+               "                               [--lua-instruction-budget N]\n\n"
                "Compiles and self-tests a script set: every module, controllers.lua, every\n"
-               "reconciler, and every fixture case under <folder>/fixtures/*.yaml.\n"
+               "reconciler, and every fixture case under <folder>/fixtures/*.yaml, with the\n"
+               "sandbox settings of `run` (same flags and environment fallbacks).\n"
                "Default DIR: the scripts installed beside the binary.\n");
 }
 
 int cmd_check(int argc, char **argv)
 {
-  static const struct option opts[] = {{"scripts", required_argument, NULL, 's'},
-                                       {"memory-limit", required_argument, NULL, 'm'},
-                                       {"instruction-budget", required_argument, NULL, 'b'},
-                                       {"help", no_argument, NULL, 'h'},
-                                       {NULL, 0, NULL, 0}};
   const char *dir = NULL;
-  struct lk_engine_opts eo = {0};
-  int c;
-  optind = 1;
-  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-    switch (c) {
-    case 's':
-      dir = optarg;
-      break;
-    case 'm':
-      eo.memory_limit = strtoull(optarg, NULL, 10);
-      break;
-    case 'b':
-      eo.instruction_budget = strtol(optarg, NULL, 10);
-      break;
-    case 'h':
+  struct settings set_flags = {0};
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    int r;
+    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
       usage(stdout);
       return 0;
-    default:
-      usage(stderr);
-      return 2;
     }
-  }
-  if (optind < argc) {
-    fprintf(stderr, "schedsim-operator check: unexpected argument %s\n", argv[optind]);
+    if ((r = settings_flag("check", argc, argv, &i, 0, &set_flags)) != 0) {
+      if (r < 0) return 2;
+      continue;
+    }
+    if (!strcmp(a, "--scripts") && i + 1 < argc) {
+      dir = argv[++i];
+      continue;
+    }
+    if (!strncmp(a, "--scripts=", 10)) {
+      dir = a + 10;
+      continue;
+    }
+    fprintf(stderr, "schedsim-operator check: unexpected argument %s\n", a);
     usage(stderr);
     return 2;
   }
+  if (settings_finish("check", 0, &set_flags) != 0) return 2;
+  struct lk_engine_opts eo = {set_flags.lua_memory_limit, set_flags.lua_instruction_budget};
   char buf[PATH_MAX];
   if (!dir && !(dir = lk_scriptset_default_dir(buf, sizeof(buf)))) {
     fprintf(stderr, "schedsim-operator check: no scripts beside the binary; use --scripts DIR\n");

@@ -40,7 +40,7 @@
 #include "cmd/cmd.h"
 #include "cmd/crinput.h"
 #include "cmd/diff_tree.h"
-#include "controller.h"
+#include "controller/live.h"
 #include "core/buf.h"
 #include "core/json.h"
 #include "core/log.h"
@@ -165,22 +165,28 @@ static struct k8s_store *cache_store(void *ud, const char *av, const char *kind)
   return k ? k->store : NULL;
 }
 
-static const struct lk_cache_ops cache_ops = {cache_store};
+static const struct lk_cache_ops cache_ops = {cache_store, NULL}; /* lists all: complete */
 
-/* Adds the kinds of controller c (for_, owns, watches) to the cache list. */
+static int kstore_add(struct diffctx *x, const char *av, const char *kind)
+{
+  if (kstore_find(x, av, kind)) return 0;
+  struct kstore *nk = realloc(x->ks, (x->nks + 1) * sizeof(*nk));
+  if (!nk) return -1;
+  x->ks = nk;
+  struct kstore *k = &x->ks[x->nks++];
+  memset(k, 0, sizeof(*k));
+  k->api_version = av;
+  k->kind = kind;
+  return 0;
+}
+
+/* Adds the kinds of controller c (for_, owns, watches) to the cache list,
+ * and Namespaces (the engine reads their grant labels, doc/security.md). */
 static int kstore_declare(struct diffctx *x, const struct lk_controller_decl *c)
 {
-  for (size_t i = 0; i < c->nkinds; i++) {
-    if (kstore_find(x, c->kinds[i].api_version, c->kinds[i].kind)) continue;
-    struct kstore *nk = realloc(x->ks, (x->nks + 1) * sizeof(*nk));
-    if (!nk) return -1;
-    x->ks = nk;
-    struct kstore *k = &x->ks[x->nks++];
-    memset(k, 0, sizeof(*k));
-    k->api_version = c->kinds[i].api_version;
-    k->kind = c->kinds[i].kind;
-  }
-  return 0;
+  for (size_t i = 0; i < c->nkinds; i++)
+    if (kstore_add(x, c->kinds[i].api_version, c->kinds[i].kind) != 0) return -1;
+  return kstore_add(x, "v1", "Namespace");
 }
 
 /* Copies the gvr of a discovered kind (discovery's strings are only valid
@@ -210,7 +216,10 @@ static int fill_cache(struct diffctx *x)
     struct kstore *k = &x->ks[i];
     if (gvr_copy(x, k->api_version, k->kind, k) != 0) continue; /* not served */
     k->store = k8s_store_new();
-    if (!k->store || k8s_store_set_kind(k->store, k->api_version, k->kind) != 0) rc = -1;
+    /* keep our field set: the engine sees drift as the operator does */
+    if (!k->store || k8s_store_set_kind(k->store, k->api_version, k->kind) != 0 ||
+        k8s_store_set_field_manager(k->store, K8S_FIELD_MANAGER) != 0)
+      rc = -1;
     active[i] = 1;
   }
   while (rc == 0) {

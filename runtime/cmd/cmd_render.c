@@ -276,7 +276,9 @@ int cmd_render(int argc, char **argv)
                                  .cr = in->cr,
                                  .cache = lk_memsource_cache(ms),
                                  .discovery = lk_memsource_discovery(ms),
-                                 .now = now};
+                                 .now = now,
+                                 /* offline: no Namespace labels to read */
+                                 .grants = LK_GRANTS_ALL};
     struct lk_result r;
     int st = lk_engine_reconcile(e, &ri, &r);
     const json_t *md = json_object_get(in->cr, "metadata");

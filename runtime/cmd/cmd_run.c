@@ -1,32 +1,23 @@
 /* cmd_run.c: `schedsim-operator run`, the controller process. Owns the flag
  * parsing (controller-runtime's flag names, doc/development.md) and the
  * wiring: logger, Manager (runtime/kube/manager.h), then the controllers
- * through k8s_controllers_add (when runtime/controller.h exists; until then a
- * stand-in Runnable that starts informers for the two CR kinds and logs their
- * events). */
+ * (k8s_controllers_add, runtime/controller/). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cmd/cmd.h"
+#include "cmd/settings.h"
 #include "core/log.h"
 #include "kube/manager.h"
-
-#if defined(__has_include)
-#if __has_include("controller.h")
-#include "controller.h"
-#endif
-#endif
-#ifdef K8S_HAVE_CONTROLLERS_ADD /* defined by runtime/controller.h once it defines the hook */
-#define HAVE_CONTROLLERS 1
-#endif
 
 /* ==== flags ================================================================ */
 
 struct run_flags {
   struct k8s_manager_options mo;
   struct k8s_controllers_options co;
+  struct settings st;
   const char *log_format;
   int verbosity;
 };
@@ -51,28 +42,17 @@ static void usage(FILE *out)
           "  --scripts DIR                      script set directory (default: bundled)\n"
           "  --scripts-configmap NS/NAME        ConfigMap overlaying the script set\n"
           "  --shutdown-timeout DURATION        graceful shutdown bound (default 10s)\n"
+          "  --sync-period DURATION             reconcile every CR this often (default 10m; env "
+          "SCHEDSIM_SYNC_PERIOD)\n"
+          "  --max-concurrent-reconciles N      CRs with writes in flight per controller "
+          "(default 16;\n"
+          "                                     env SCHEDSIM_MAX_CONCURRENT_RECONCILES)\n"
+          "  --lua-memory-limit BYTES           memory cap of the script set (default 64Mi; env\n"
+          "                                     SCHEDSIM_LUA_MEMORY_LIMIT)\n"
+          "  --lua-instruction-budget N         Lua instructions per reconcile (default 1000000;\n"
+          "                                     env SCHEDSIM_LUA_INSTRUCTION_BUDGET)\n"
           "  --log-format json|text             log format (default json)\n"
           "  -v N                               log verbosity (default 0)\n");
-}
-
-/* "10s", "1m30s" is not needed: "500ms", "10s", "2m", "1h" or plain seconds. */
-static int parse_duration(const char *s, double *out)
-{
-  char *end;
-  errno = 0;
-  double v = strtod(s, &end);
-  if (errno || end == s || v < 0) return -1;
-  if (!*end || !strcmp(end, "s"))
-    *out = v;
-  else if (!strcmp(end, "ms"))
-    *out = v / 1000;
-  else if (!strcmp(end, "m"))
-    *out = v * 60;
-  else if (!strcmp(end, "h"))
-    *out = v * 3600;
-  else
-    return -1;
-  return 0;
 }
 
 /* Matches "--name VALUE" and "--name=VALUE"; advances *i past the value. */
@@ -132,11 +112,15 @@ static int parse_flags(int argc, char **argv, struct run_flags *f)
       continue;
     }
     if ((r = flag_value(argc, argv, &i, "--shutdown-timeout", &v)) != 0) {
-      if (r < 0 || parse_duration(v, &f->mo.shutdown_timeout)) {
+      if (r < 0 || settings_parse_duration(v, &f->mo.shutdown_timeout)) {
         fprintf(stderr, "schedsim-operator run: --shutdown-timeout: bad duration \"%s\"\n",
                 v ? v : "");
         return -1;
       }
+      continue;
+    }
+    if ((r = settings_flag("run", argc, argv, &i, 1, &f->st)) != 0) {
+      if (r < 0) return -1;
       continue;
     }
     if ((r = flag_value(argc, argv, &i, "-v", &v)) != 0 ||
@@ -158,98 +142,17 @@ static int parse_flags(int argc, char **argv, struct run_flags *f)
             f->log_format);
     return -1;
   }
+  if (settings_finish("run", 1, &f->st) != 0) return -1;
+  f->co.lua_memory_limit = f->st.lua_memory_limit;
+  f->co.lua_instruction_budget = f->st.lua_instruction_budget;
+  f->co.sync_period = f->st.sync_period;
+  f->co.max_concurrent = f->st.max_concurrent;
   if (f->co.scripts_configmap && !strchr(f->co.scripts_configmap, '/')) {
     fprintf(stderr, "schedsim-operator run: --scripts-configmap: want NAMESPACE/NAME\n");
     return -1;
   }
   return 0;
 }
-
-/* ==== stand-in until the controllers land ================================== */
-
-#ifndef HAVE_CONTROLLERS
-static const struct {
-  const char *api_version, *kind;
-} cr_kinds[] = {
-    {"sim.llm-d.io/v1alpha1", "SimulatorDeployment"},
-    {"sim.llm-d.io/v1alpha1", "SchedulerInstall"},
-};
-
-static void log_event(const char *what, struct k8s_informer *inf, const struct k8s_object *o)
-{
-  k8s_log(K8S_LOG_INFO, what, "kind", k8s_informer_kind(inf), "key", o->key, "resourceVersion",
-          o->resource_version, NULL);
-}
-
-static void on_add(struct k8s_informer *inf, const struct k8s_object *o, void *data)
-{
-  log_event("added", inf, o);
-}
-
-static void on_update(struct k8s_informer *inf, const struct k8s_object *old,
-                      const struct k8s_object *o, void *data)
-{
-  log_event("updated", inf, o);
-}
-
-static void on_delete(struct k8s_informer *inf, const struct k8s_object *o, void *data)
-{
-  log_event("deleted", inf, o);
-}
-
-struct standin {
-  struct k8s_manager *m;
-  bool watching[2];
-};
-
-static void standin_watch(struct standin *s)
-{
-  static const struct k8s_event_handler h = {
-      .on_add = on_add, .on_update = on_update, .on_delete = on_delete};
-  for (size_t i = 0; i < 2; i++) {
-    if (s->watching[i]) continue;
-    struct k8s_informer *inf;
-    int rc = k8s_cache_get_informer(k8s_manager_cache(s->m), cr_kinds[i].api_version,
-                                    cr_kinds[i].kind, &inf);
-    if (rc) {
-      k8s_log(K8S_LOG_WARN, "kind not served (CRD not installed?); waiting for discovery",
-              "apiVersion", cr_kinds[i].api_version, "kind", cr_kinds[i].kind, NULL);
-      continue;
-    }
-    s->watching[i] = true;
-    k8s_informer_add_handler(inf, &h, s);
-  }
-}
-
-static void standin_discovery_changed(struct k8s_discovery *d, void *data)
-{
-  struct standin *s = data;
-  if (!k8s_manager_stopping(s->m)) standin_watch(s);
-}
-
-static int standin_setup(struct k8s_manager *m, void *data)
-{
-  struct standin *s = data;
-  s->m = m;
-  standin_watch(s);
-  k8s_discovery_on_change(k8s_manager_discovery(m), standin_discovery_changed, s);
-  return 0;
-}
-
-static int k8s_controllers_add_standin(struct k8s_manager *m,
-                                       const struct k8s_controllers_options *o, char *err,
-                                       size_t errlen)
-{
-  static struct standin s;
-  static const struct k8s_runnable r = {
-      .name = "cr-event-logger", .needs_leader = false, .setup = standin_setup, .data = &s};
-  if (o->scripts_dir || o->scripts_configmap)
-    k8s_log(K8S_LOG_WARN, "scripts are not loaded yet by this build (controllers not linked)",
-            NULL);
-  return k8s_manager_add_runnable(m, &r) ? 1 : 0;
-}
-#define k8s_controllers_add k8s_controllers_add_standin
-#endif
 
 /* ==== run ================================================================== */
 

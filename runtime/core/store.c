@@ -43,6 +43,7 @@ struct k8s_store {
   struct k8s_strmap interned; /* label key -> struct intern */
   struct index *indexes;
   char *api_version, *kind; /* injected into stored objects when set */
+  char *field_manager;      /* whose applied field set objects keep, or NULL */
   size_t object_bytes, json_bytes;
 };
 
@@ -144,6 +145,27 @@ static char *stored_text(const struct k8s_store *s, const json_t *obj, size_t *l
   return text;
 }
 
+/* The fieldsV1 text of manager's Apply entry on the main resource (no
+ * subresource) in metadata.managedFields, malloc'd, or NULL (none, or manager
+ * NULL). *len gets its length. */
+static char *managed_text(const json_t *md, const char *manager, size_t *len)
+{
+  *len = 0;
+  if (!manager) return NULL;
+  size_t i;
+  const json_t *e;
+  json_array_foreach(json_object_get(md, "managedFields"), i, e)
+  {
+    const char *sub = str_or(json_object_get(e, "subresource"), "");
+    if (strcmp(str_or(json_object_get(e, "manager"), ""), manager) ||
+        strcmp(str_or(json_object_get(e, "operation"), ""), "Apply") || *sub)
+      continue;
+    const json_t *f = json_object_get(e, "fieldsV1");
+    return json_is_object(f) ? k8s_json_dump(f, 0, len) : NULL;
+  }
+  return NULL;
+}
+
 static int label_cmp(const void *a, const void *b)
 {
   return strcmp(((const struct k8s_label *)a)->key, ((const struct k8s_label *)b)->key);
@@ -215,17 +237,20 @@ static struct k8s_object *build_object(struct k8s_store *s, const json_t *obj, c
                   strlen(str_or(json_object_get(r, "uid"), "")) + 2;
     }
 
-  size_t json_len = 0;
+  size_t json_len = 0, managed_len = 0;
   char *text = stored_text(s, obj, &json_len);
   if (!text) {
     set_err(err, errlen, "cannot encode the object (out of memory)");
     return NULL;
   }
+  char *managed = managed_text(md, s->field_manager, &managed_len);
   size_t size = sizeof(struct k8s_object) + nlabels * sizeof(struct k8s_label) +
-                nowners * sizeof(struct k8s_owner_ref) + strbytes + json_len + 1;
+                nowners * sizeof(struct k8s_owner_ref) + strbytes + json_len + 1 +
+                (managed ? managed_len + 1 : 0);
   struct k8s_object *o = malloc(size);
   if (!o) {
     free(text);
+    free(managed);
     set_err(err, errlen, "out of memory");
     return NULL;
   }
@@ -259,6 +284,7 @@ static struct k8s_object *build_object(struct k8s_store *s, const json_t *obj, c
         o->labels = lab;
         o->nlabels = li;
         free(text);
+        free(managed);
         for (size_t j = 0; j < li; j++)
           unintern(s, lab[j].key);
         free(o);
@@ -296,7 +322,14 @@ static struct k8s_object *build_object(struct k8s_store *s, const json_t *obj, c
   memcpy(cur, text, json_len + 1);
   o->json = cur;
   o->json_len = json_len;
+  cur += json_len + 1;
   free(text);
+  if (managed) {
+    memcpy(cur, managed, managed_len + 1);
+    o->managed = cur;
+    o->managed_len = managed_len;
+    free(managed);
+  }
   s->object_bytes += malloc_usable_size(o);
   s->json_bytes += json_len;
   if (oom) {
@@ -524,7 +557,17 @@ void k8s_store_free(struct k8s_store *s)
   k8s_strmap_clear(&s->interned); /* emptied by free_object */
   free(s->api_version);
   free(s->kind);
+  free(s->field_manager);
   free(s);
+}
+
+int k8s_store_set_field_manager(struct k8s_store *s, const char *manager)
+{
+  char *m = manager ? strdup(manager) : NULL;
+  if (manager && !m) return -1;
+  free(s->field_manager);
+  s->field_manager = m;
+  return 0;
 }
 
 int k8s_store_set_kind(struct k8s_store *s, const char *api_version, const char *kind)

@@ -3,8 +3,9 @@
  *
  * Keys are "namespace/name", or "name" for cluster-scoped objects. Each cached
  * object is a read-only `struct k8s_object` in a single allocation: the compact
- * JSON text of the object (metadata.managedFields removed) and the few fields
- * the runtime indexes. Label keys are interned per store.
+ * JSON text of the object (metadata.managedFields removed), the few fields
+ * the runtime indexes and, when the store has a field manager, the field set
+ * that manager applied (drift detection). Label keys are interned per store.
  *
  * Indexes (IndexFunc name -> value -> keys):
  *   "namespace"     built in: metadata.namespace ("" for cluster-scoped)
@@ -53,6 +54,13 @@ struct k8s_object {
   size_t nlabels;
   const struct k8s_owner_ref *owners; /* in ownerReferences order */
   size_t nowners;
+  /* The fields the store's field manager owns (k8s_store_set_field_manager):
+   * the compact JSON of metadata.managedFields[].fieldsV1 of its "Apply"
+   * entry on the main resource (server-side apply's field set: "f:<field>",
+   * "k:<key json>", "v:<value json>", "."), or NULL when the object has no
+   * such entry or the store keeps none. */
+  const char *managed;
+  size_t managed_len;
 };
 
 enum k8s_store_event {
@@ -89,6 +97,11 @@ void k8s_store_free(struct k8s_store *s);
 /* When set, every stored object carries these apiVersion and kind (list
  * responses omit them on items). Strings are copied. Call before inserting. */
 int k8s_store_set_kind(struct k8s_store *s, const char *api_version, const char *kind);
+
+/* Keeps, for every object stored from now on, the fields that manager owns
+ * by server-side apply (struct k8s_object.managed); NULL keeps none (the
+ * default). The name is copied. Returns 0 or -1 on malloc failure. */
+int k8s_store_set_field_manager(struct k8s_store *s, const char *manager);
 
 /* The key of a JSON object ("ns/name" / "name") into buf. Returns its length,
  * or -1 when metadata.name is missing/empty or buf is too small. */

@@ -54,7 +54,50 @@ struct k8s_http {
   struct k8s_http_request *zombies; /* cancelled inside a curl callback */
   struct k8s_http_request *pending; /* sent inside a curl callback, not added yet */
   uint64_t deferred_timer;          /* runs run_deferred; 0 when not armed */
+  char *base;                       /* URL prefix of requests: the server, or with
+                                       tls-server-name as its host */
+  struct curl_slist *connect_to;    /* tls-server-name: "name:port:host:port", or NULL */
 };
+
+/* With a kubeconfig tls-server-name (client-go's rest.Config.ServerName), the
+ * request URL names that host, so TLS sends it as SNI and checks the
+ * certificate against it, and CURLOPT_CONNECT_TO sends the connection to the
+ * server's real address. Returns 0, or -1 for a server URL without a host. */
+static int server_name_override(struct k8s_http *h)
+{
+  const char *server = h->cfg->server, *sni = h->cfg->tls_server_name;
+  const char *sep = strstr(server, "://");
+  if (!sni) return (h->base = strdup(server)) ? 0 : -1;
+  if (!sep) return -1;
+  const char *host = sep + 3, *end;
+  char hostbuf[256];
+  if (*host == '[') { /* an IPv6 literal, kept in brackets */
+    end = strchr(host, ']');
+    if (!end) return -1;
+    end++;
+  } else
+    end = host + strcspn(host, ":/");
+  if ((size_t)(end - host) >= sizeof(hostbuf) || end == host) return -1;
+  memcpy(hostbuf, host, (size_t)(end - host));
+  hostbuf[end - host] = '\0';
+  const char *port = strncmp(server, "http://", 7) ? "443" : "80";
+  char portbuf[16];
+  if (*end == ':') {
+    size_t n = strcspn(end + 1, "/");
+    if (!n || n >= sizeof(portbuf)) return -1;
+    memcpy(portbuf, end + 1, n);
+    portbuf[n] = '\0';
+    port = portbuf;
+  }
+  const char *rest = end + strcspn(end, "/"); /* a path prefix, if any */
+  char *ct = NULL;
+  if (asprintf(&h->base, "%.*s://%s:%s%s", (int)(sep - server), server, sni, port, rest) < 0)
+    h->base = NULL;
+  if (!h->base || asprintf(&ct, "%s:%s:%s:%s", sni, port, hostbuf, port) < 0) return -1;
+  h->connect_to = curl_slist_append(NULL, ct);
+  free(ct);
+  return h->connect_to ? 0 : -1;
+}
 
 /* ==== auth ================================================================= */
 
@@ -278,6 +321,15 @@ struct k8s_http *k8s_http_new(struct k8s_loop *loop, struct k8s_config *cfg,
            h->opts.user_agent ? h->opts.user_agent : "schedsim-operator/" SCHEDSIM_VERSION);
   h->opts.user_agent = NULL;
   h->token_checked = k8s_loop_now(loop);
+  if (server_name_override(h) != 0) {
+    k8s_log(K8S_LOG_ERROR, "cannot use the server URL with tls-server-name", "server", cfg->server,
+            NULL);
+    k8s_http_free(h);
+    return NULL;
+  }
+  if (cfg->insecure)
+    k8s_log(K8S_LOG_WARN, "TLS verification of the API server is off (insecure-skip-tls-verify)",
+            "server", cfg->server, NULL);
   set_auth(h);
   CURLM *multi = k8s_loop_multi(loop);
   curl_multi_setopt(multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
@@ -303,6 +355,8 @@ void k8s_http_free(struct k8s_http *h)
     memset(h->auth, 0, strlen(h->auth));
     free(h->auth);
   }
+  free(h->base);
+  curl_slist_free_all(h->connect_to);
   free(h);
 }
 
@@ -346,13 +400,14 @@ int k8s_http_send(struct k8s_http *h, const struct k8s_http_req *req, k8s_http_d
   r->easy = curl_easy_init();
   if (!r->easy) goto nomem;
 
-  size_t ul = strlen(h->cfg->server) + strlen(req->path) + 1;
+  size_t ul = strlen(h->base) + strlen(req->path) + 1;
   char *url = malloc(ul);
   if (!url) goto nomem;
-  snprintf(url, ul, "%s%s", h->cfg->server, req->path);
+  snprintf(url, ul, "%s%s", h->base, req->path);
   CURL *e = r->easy;
   curl_easy_setopt(e, CURLOPT_URL, url);
   free(url); /* curl copies it */
+  if (h->connect_to) curl_easy_setopt(e, CURLOPT_CONNECT_TO, h->connect_to);
   curl_easy_setopt(e, CURLOPT_PRIVATE, r);
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, r);

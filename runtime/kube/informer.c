@@ -40,7 +40,8 @@ struct k8s_informer {
   json_t *seen; /* keys of the list in progress (an object used as a set) */
   /* cache bookkeeping */
   struct k8s_cache *cache;
-  char *cache_key; /* "apiVersion/kind" */
+  char *cache_key;    /* "apiVersion/kind" */
+  char *scope_labels; /* the scope's label selector, or NULL (every object) */
   int refs;
   bool doomed;
   struct k8s_informer *next_doomed;
@@ -49,7 +50,7 @@ struct k8s_informer {
 struct k8s_cache {
   struct k8s_client *c;
   struct k8s_discovery *d;
-  char *ns, *labels;
+  char *ns, *labels, *field_manager;
   double dead_stream_timeout;
   struct k8s_strmap informers; /* cache_key -> informer */
   struct k8s_informer *doomed; /* released, freed by reap_timer */
@@ -227,6 +228,7 @@ void k8s_informer_free(struct k8s_informer *inf)
   free(inf->api_version);
   free(inf->kind);
   free(inf->cache_key);
+  free(inf->scope_labels);
   free(inf);
 }
 
@@ -331,6 +333,7 @@ struct k8s_cache *k8s_cache_new(struct k8s_client *c, struct k8s_discovery *d,
     cache->labels =
         opts->label_selector && *opts->label_selector ? strdup(opts->label_selector) : NULL;
     cache->dead_stream_timeout = opts->dead_stream_timeout;
+    cache->field_manager = opts->field_manager ? strdup(opts->field_manager) : NULL;
   }
   return cache;
 }
@@ -365,55 +368,98 @@ void k8s_cache_free(struct k8s_cache *cache)
   reap(NULL, cache);
   free(cache->ns);
   free(cache->labels);
+  free(cache->field_manager);
   free(cache);
 }
 
-int k8s_cache_get_informer_gvr(struct k8s_cache *cache, const char *api_version, const char *kind,
-                               const struct k8s_gvr *gvr, struct k8s_informer **out)
+static int same_scope(const struct k8s_informer *inf, const char *labels)
+{
+  return (!inf->scope_labels && !labels) ||
+         (inf->scope_labels && labels && !strcmp(inf->scope_labels, labels));
+}
+
+/* Get-or-create with an explicit resource and scope (labels NULL: all). */
+static int get_informer(struct k8s_cache *cache, const char *api_version, const char *kind,
+                        const struct k8s_gvr *gvr, const char *labels, struct k8s_informer **out)
 {
   char key[512];
   snprintf(key, sizeof(key), "%s/%s", api_version, kind);
   struct k8s_informer *inf = k8s_strmap_get(&cache->informers, key);
   if (inf) {
+    if (!same_scope(inf, labels)) return -EEXIST;
     inf->refs++;
     *out = inf;
     return 0;
+  }
+  /* the cache-wide selector and the scope's, both */
+  char both[1024];
+  const char *sel = labels ? labels : cache->labels;
+  if (labels && cache->labels) {
+    snprintf(both, sizeof(both), "%s,%s", cache->labels, labels);
+    sel = both;
   }
   struct k8s_reflector_options o = {
       .gvr = *gvr,
       .api_version = api_version,
       .kind = kind,
       .namespace = gvr->namespaced ? cache->ns : NULL,
-      .label_selector = cache->labels,
+      .label_selector = sel,
       .dead_stream_timeout = cache->dead_stream_timeout,
   };
   inf = k8s_informer_new(cache->c, &o);
-  if (!inf) return -ENOMEM;
-  inf->cache = cache;
-  inf->cache_key = strdup(key);
-  inf->refs = 1;
-  if (!inf->cache_key || k8s_strmap_put(&cache->informers, inf->cache_key, inf)) {
+  if (!inf || k8s_store_set_field_manager(inf->store, cache->field_manager) != 0) {
     k8s_informer_free(inf);
     return -ENOMEM;
   }
-  k8s_log_v(1, "cache: informer started", "apiVersion", api_version, "kind", kind, NULL);
+  inf->cache = cache;
+  inf->cache_key = strdup(key);
+  inf->scope_labels = labels ? strdup(labels) : NULL;
+  inf->refs = 1;
+  if (!inf->cache_key || (labels && !inf->scope_labels) ||
+      k8s_strmap_put(&cache->informers, inf->cache_key, inf)) {
+    k8s_informer_free(inf);
+    return -ENOMEM;
+  }
+  k8s_log_v(1, "cache: informer started", "apiVersion", api_version, "kind", kind, "labels",
+            labels ? labels : "", NULL);
   k8s_informer_start(inf);
   *out = inf;
   return 0;
 }
 
-int k8s_cache_get_informer(struct k8s_cache *cache, const char *api_version, const char *kind,
-                           struct k8s_informer **out)
+int k8s_cache_get_informer_gvr(struct k8s_cache *cache, const char *api_version, const char *kind,
+                               const struct k8s_gvr *gvr, struct k8s_informer **out)
 {
+  return get_informer(cache, api_version, kind, gvr, NULL, out);
+}
+
+int k8s_cache_get_informer_scoped(struct k8s_cache *cache, const char *api_version,
+                                  const char *kind, const struct k8s_informer_scope *scope,
+                                  struct k8s_informer **out)
+{
+  const char *labels =
+      scope && scope->label_selector && *scope->label_selector ? scope->label_selector : NULL;
   struct k8s_informer *inf = k8s_cache_lookup(cache, api_version, kind);
   if (inf) {
+    if (!same_scope(inf, labels)) return -EEXIST;
     inf->refs++;
     *out = inf;
     return 0;
   }
   struct k8s_gvr gvr;
   if (!cache->d || k8s_discovery_gvr(cache->d, api_version, kind, &gvr)) return -ENOENT;
-  return k8s_cache_get_informer_gvr(cache, api_version, kind, &gvr, out);
+  return get_informer(cache, api_version, kind, &gvr, labels, out);
+}
+
+int k8s_cache_get_informer(struct k8s_cache *cache, const char *api_version, const char *kind,
+                           struct k8s_informer **out)
+{
+  return k8s_cache_get_informer_scoped(cache, api_version, kind, NULL, out);
+}
+
+const char *k8s_informer_label_selector(const struct k8s_informer *inf)
+{
+  return inf->scope_labels;
 }
 
 struct k8s_informer *k8s_cache_lookup(struct k8s_cache *cache, const char *api_version,

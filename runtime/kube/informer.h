@@ -89,6 +89,9 @@ struct k8s_cache_options {
   const char *namespace;      /* restrict namespaced kinds to one namespace; NULL: all */
   const char *label_selector; /* applied to every informer; NULL: none */
   double dead_stream_timeout; /* passed to reflectors; 0: default */
+  /* every Store keeps the field set this manager applied to each object
+   * (store.h, k8s_object.managed); NULL: none */
+  const char *field_manager;
 };
 
 /* Creates a cache resolving kinds through d (borrowed; may be NULL, then only
@@ -103,6 +106,24 @@ void k8s_cache_free(struct k8s_cache *cache);
  * the kind (not served); -ENOMEM. */
 int k8s_cache_get_informer(struct k8s_cache *cache, const char *api_version, const char *kind,
                            struct k8s_informer **out);
+
+/* What part of a kind an informer caches (controller-runtime's per-object
+ * cache selectors): label_selector NULL caches every object. */
+struct k8s_informer_scope {
+  const char *label_selector; /* e.g. "app.kubernetes.io/managed-by=schedsim-operator" */
+};
+
+/* The same with a scope. A kind has one informer in a Cache: asking for it
+ * with another scope than it was created with gives -EEXIST (the Cache's
+ * users agree on one scope per kind). */
+int k8s_cache_get_informer_scoped(struct k8s_cache *cache, const char *api_version,
+                                  const char *kind, const struct k8s_informer_scope *scope,
+                                  struct k8s_informer **out);
+
+/* The label selector the informer caches by, or NULL when it caches every
+ * object of its kind (then a key missing from its Store is missing in the
+ * cluster, once synced). */
+const char *k8s_informer_label_selector(const struct k8s_informer *inf);
 /* The same with an explicit resource (no discovery needed). */
 int k8s_cache_get_informer_gvr(struct k8s_cache *cache, const char *api_version, const char *kind,
                                const struct k8s_gvr *gvr, struct k8s_informer **out);

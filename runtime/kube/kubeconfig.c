@@ -2,6 +2,7 @@
  * kubeconfig files (parsed with runtime/core/yaml.h, i.e. libyaml) and the
  * in-cluster service account. Owns nothing after a load but the returned
  * k8s_config. Never logs or prints a token. */
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -259,6 +260,16 @@ int k8s_config_parse(const char *text, size_t len, const char *path, const char 
     cfg->server[--sl] = 0;
   json_t *ins = json_object_get(cluster, "insecure-skip-tls-verify");
   cfg->insecure = json_is_true(ins);
+  const char *sni = jstr(cluster, "tls-server-name");
+  if (sni && *sni) {
+    for (const char *c = sni; *c; c++)
+      if (!(isalnum((unsigned char)*c) || *c == '-' || *c == '.')) {
+        seterr(err, errlen, "%s: clusters[%s].tls-server-name: \"%s\" is not a host name", where,
+               cluster_name, sni);
+        goto done;
+      }
+    cfg->tls_server_name = strdup(sni);
+  }
   if (load_blob(cluster, "certificate-authority", path, &cfg->ca, &cfg->ca_len, err, errlen))
     goto done;
   if (load_blob(user, "client-certificate", path, &cfg->cert, &cfg->cert_len, err, errlen))
@@ -414,6 +425,7 @@ void k8s_config_free(struct k8s_config *cfg)
 {
   if (!cfg) return;
   free(cfg->server);
+  free(cfg->tls_server_name);
   free(cfg->ca);
   free(cfg->cert);
   wipe_free(cfg->key, cfg->key_len);

@@ -8,7 +8,7 @@
  *   4. ~/.kube/config.
  * From a kubeconfig the context is opts->context or current-context; of its
  * cluster: server, certificate-authority-data | certificate-authority,
- * insecure-skip-tls-verify; of its user: token | tokenFile,
+ * insecure-skip-tls-verify, tls-server-name; of its user: token | tokenFile,
  * client-certificate-data | client-certificate, client-key-data | client-key.
  * Relative file paths are resolved against the kubeconfig's directory.
  * exec and auth-provider users are refused with a clear error.
@@ -40,10 +40,12 @@ struct k8s_config {
   char *token;      /* bearer token, or NULL (never log it) */
   char *token_file; /* file the token came from, re-read by k8s_config_refresh_token; or NULL */
   bool insecure;    /* insecure-skip-tls-verify */
-  char *namespace;  /* the context's namespace, or the in-cluster namespace; or NULL */
-  char *context;    /* context name used, or NULL for in-cluster */
-  char *user;       /* user name of the context (for logs), or NULL */
-  char *source;     /* where it came from, for logs: a file path, or "in-cluster" */
+  char *tls_server_name;       /* tls-server-name: the name for SNI and the certificate check,
+                                  while the connection goes to server's address; or NULL */
+  char *namespace;             /* the context's namespace, or the in-cluster namespace; or NULL */
+  char *context;               /* context name used, or NULL for in-cluster */
+  char *user;                  /* user name of the context (for logs), or NULL */
+  char *source;                /* where it came from, for logs: a file path, or "in-cluster" */
   struct timespec token_mtime; /* mtime of token_file when last read */
 };
 

@@ -36,6 +36,7 @@ struct k8s_manager {
   struct k8s_http *http;
   struct k8s_metrics *metrics;
   struct k8s_client *client;
+  struct k8s_recorder *recorder;
   struct k8s_discovery *discovery;
   struct k8s_cache *cache;
   struct k8s_server *server;
@@ -406,9 +407,12 @@ int k8s_manager_new(const struct k8s_manager_options *opts, struct k8s_manager *
   if (!m->http) goto fail;
   m->client = k8s_client_new(m->http, m->metrics);
   if (!m->client) goto fail;
+  m->recorder = k8s_recorder_new(m->client, K8S_FIELD_MANAGER);
+  if (!m->recorder) goto fail;
   m->discovery = k8s_discovery_new(m->client, m->o.discovery_interval);
   struct k8s_cache_options cacheo = {.namespace = m->ns,
-                                     .dead_stream_timeout = m->o.dead_stream_timeout};
+                                     .dead_stream_timeout = m->o.dead_stream_timeout,
+                                     .field_manager = K8S_FIELD_MANAGER};
   m->cache = k8s_cache_new(m->client, m->discovery, &cacheo);
   if (!m->discovery || !m->cache) goto fail;
   m->o.kubeconfig = m->kubeconfig;
@@ -435,9 +439,14 @@ void k8s_manager_free(struct k8s_manager *m)
     if (m->discovery_timer) k8s_loop_timer_cancel(m->loop, m->discovery_timer);
   }
   k8s_server_stop(m->server);
+  /* the Runnables' data goes first, while the Cache they hold handlers on,
+   * the client and the loop still exist; in reverse order of adding */
+  for (size_t i = m->nrunnables; i-- > 0;)
+    if (m->runnables[i].r.free) m->runnables[i].r.free(m->runnables[i].r.data);
   k8s_leader_elector_free(m->elector);
   k8s_cache_free(m->cache);
   k8s_discovery_free(m->discovery);
+  k8s_recorder_free(m->recorder);
   k8s_client_free(m->client);
   k8s_http_free(m->http);
   k8s_loop_free(m->loop);
@@ -477,6 +486,11 @@ struct k8s_loop *k8s_manager_loop(struct k8s_manager *m)
 struct k8s_config *k8s_manager_config(struct k8s_manager *m)
 {
   return m->cfg;
+}
+
+struct k8s_recorder *k8s_manager_recorder(struct k8s_manager *m)
+{
+  return m->recorder;
 }
 
 struct k8s_client *k8s_manager_client(struct k8s_manager *m)

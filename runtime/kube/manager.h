@@ -1,7 +1,8 @@
 /* manager.h: the Manager (controller-runtime's manager.Manager) owns the
  * shared dependencies of the operator and runs Runnables in order.
  *
- * It owns: the loop, the kubeconfig, the HTTP and REST clients, the metrics
+ * It owns: the loop, the kubeconfig, the HTTP and REST clients, the
+ * EventRecorder, the metrics
  * registry's endpoints server, discovery, the Cache (informers) and, with
  * --leader-elect, the leader elector.
  *
@@ -27,8 +28,10 @@
  * makes k8s_manager_run return 1, as controller-runtime exits.
  *
  * Ownership: the caller owns the manager (k8s_manager_new / k8s_manager_free)
- * and everything reachable from its accessors is borrowed from it. Runnables
- * are borrowed: their data must outlive the manager's run. */
+ * and everything reachable from its accessors is borrowed from it. The
+ * manager keeps a copy of each k8s_runnable; its data is the Runnable's own
+ * until k8s_manager_free hands it to the free hook (data without a free hook
+ * must outlive the manager). */
 #ifndef SCHEDSIM_KUBE_MANAGER_H
 #define SCHEDSIM_KUBE_MANAGER_H
 
@@ -36,6 +39,7 @@
 #include <stddef.h>
 
 #include "kube/discovery.h"
+#include "kube/events.h"
 #include "kube/http.h"
 #include "kube/informer.h"
 #include "kube/kubeconfig.h"
@@ -76,6 +80,9 @@ struct k8s_runnable {
   void (*stop)(struct k8s_manager *m, void *data);
   /* true once no work is in flight (checked every 50 ms during shutdown). */
   bool (*idle)(void *data);
+  /* frees data: called once by k8s_manager_free (after the run, before the
+   * Cache, client and loop go), in reverse order of adding. */
+  void (*free)(void *data);
   void *data;
 };
 
@@ -103,16 +110,19 @@ void k8s_manager_stop(struct k8s_manager *m, int exit_code);
 /* ---- the controllers' hook -------------------------------------------------
  * `schedsim-operator run` (runtime/cmd/cmd_run.c) builds the Manager, then
  * calls k8s_controllers_add once, before k8s_manager_run. The function is
- * defined by runtime/controller.c (declared here so cmd_run.c compiles
- * without it): it loads the script set and adds one Runnable per controller
- * (needs_leader true) with k8s_manager_add_runnable, plus a ready gate
- * "scripts". cmd_run.c calls it when runtime/controller.h exists and
- * defines K8S_HAVE_CONTROLLERS_ADD (so the hook can land after the header);
- * until then it runs a stand-in that only logs the events of the two CR kinds. Returns 0, 2 for a
- * usage/input error (message in err, naming the file or flag), 1 for other failures. */
+ * defined by runtime/controller/controller.c (declared here so the manager
+ * and the controllers stay separate layers): it loads the script set and
+ * adds one Runnable per controller (needs_leader true, with a free hook)
+ * with k8s_manager_add_runnable, plus a ready gate "scripts". Returns 0, 2
+ * for a usage/input error (message in err, naming the file or flag), 1 for
+ * other failures. */
 struct k8s_controllers_options {
   const char *scripts_dir;       /* --scripts DIR, or NULL: bundled scripts */
   const char *scripts_configmap; /* --scripts-configmap NAMESPACE/NAME, or NULL */
+  size_t lua_memory_limit;       /* --lua-memory-limit, bytes */
+  long lua_instruction_budget;   /* --lua-instruction-budget, per reconcile */
+  double sync_period;            /* --sync-period, seconds between full resyncs */
+  int max_concurrent;            /* --max-concurrent-reconciles: keys with writes in flight */
 };
 int k8s_controllers_add(struct k8s_manager *m, const struct k8s_controllers_options *o, char *err,
                         size_t errlen);
@@ -123,6 +133,8 @@ bool k8s_manager_stopping(const struct k8s_manager *m);
 struct k8s_loop *k8s_manager_loop(struct k8s_manager *m);
 struct k8s_config *k8s_manager_config(struct k8s_manager *m);
 struct k8s_client *k8s_manager_client(struct k8s_manager *m);
+/* The EventRecorder (kube/events.h): Events on CRs and the scripts ConfigMap. */
+struct k8s_recorder *k8s_manager_recorder(struct k8s_manager *m);
 struct k8s_discovery *k8s_manager_discovery(struct k8s_manager *m);
 struct k8s_cache *k8s_manager_cache(struct k8s_manager *m);
 struct k8s_metrics *k8s_manager_metrics(struct k8s_manager *m);

@@ -1,11 +1,11 @@
 /* restclient.c: the REST verbs over GVR paths (restclient.h): paths and query
  * strings, JSON bodies, decoding of results into objects or Kubernetes Status
- * errors, the watch stream (framed by runtime/core/watchframe.h), Events with
- * a per-object token bucket, and the rest_client_* metrics.
+ * errors, the watch stream (framed by runtime/core/watchframe.h), and the
+ * rest_client_* metrics.
  *
- * Owns: the k8s_client, one `struct k8s_call` per request in flight (freed right
- * after its callback, or when cancelled through the client), and the Event
- * buckets. Depends on http.h for transport, core/json.h for JSON text. */
+ * Owns: the k8s_client and one `struct k8s_call` per request in flight (freed
+ * right after its callback, or when cancelled through the client). Depends on
+ * http.h for transport, core/json.h for JSON text. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -24,17 +24,7 @@
 const struct k8s_apply_opts k8s_apply_defaults = {
     .field_manager = K8S_FIELD_MANAGER, .force = true, .dry_run = false};
 
-#define EVENT_BURST 25.0
-#define EVENT_REFILL (1.0 / 300.0) /* tokens per second */
-#define EVENT_BUCKETS_MAX 4096
-
 /* ==== structures =========================================================== */
-
-struct event_bucket {
-  char *key;
-  double tokens;
-  double last;
-};
 
 struct k8s_call {
   struct k8s_client *c;
@@ -57,8 +47,6 @@ struct k8s_client {
   struct k8s_metric *requests; /* rest_client_requests_total{code,method} */
   struct k8s_metric *latency;  /* rest_client_request_duration_seconds{verb} */
   struct k8s_call *calls;
-  struct k8s_strmap buckets; /* event spam filter: object key -> struct event_bucket */
-  char instance[160];        /* reportingInstance of Events */
 };
 
 /* ==== paths ================================================================ */
@@ -449,9 +437,6 @@ struct k8s_client *k8s_client_new(struct k8s_http *http, struct k8s_metrics *met
                                        lat_labels, buckets, sizeof(buckets) / sizeof(buckets[0]));
     if (!c->latency) c->requests = NULL; /* both or none */
   }
-  char host[128] = "unknown";
-  gethostname(host, sizeof(host) - 1);
-  snprintf(c->instance, sizeof(c->instance), "schedsim-operator-%s", host);
   return c;
 }
 
@@ -460,15 +445,6 @@ void k8s_client_free(struct k8s_client *c)
   if (!c) return;
   while (c->calls)
     k8s_call_cancel(c->calls);
-  size_t it = 0;
-  const char *k;
-  void *v;
-  while (k8s_strmap_next(&c->buckets, &it, &k, &v)) {
-    struct event_bucket *b = v;
-    free(b->key);
-    free(b);
-  }
-  k8s_strmap_clear(&c->buckets);
   free(c);
 }
 
@@ -607,106 +583,4 @@ int k8s_client_delete(struct k8s_client *c, const struct k8s_gvr *gvr, const cha
   q_add(&q, "propagationPolicy", propagation);
   snprintf(path + n, sizeof(path) - (size_t)n, "%s", q.buf);
   return send_json(c, "DELETE", path, NULL, NULL, 0, done, data);
-}
-
-/* ==== Events =============================================================== */
-
-static void event_done(const struct k8s_result *res, void *data)
-{
-  if (res->error) {
-    char b[512];
-    k8s_log(K8S_LOG_WARN, "cannot post Event", "error", k8s_status_format(res->error, b, sizeof(b)),
-            NULL);
-  }
-}
-
-/* Takes a token from the bucket of key; false when it is empty. */
-static bool event_allowed(struct k8s_client *c, const char *key)
-{
-  double now = k8s_monotonic();
-  struct event_bucket *b = k8s_strmap_get(&c->buckets, key);
-  if (!b) {
-    if (c->buckets.len >= EVENT_BUCKETS_MAX) {
-      /* forget buckets that refilled completely: they carry no state */
-      size_t it = 0;
-      const char *k;
-      void *v;
-      struct event_bucket *drop[256];
-      size_t nd = 0;
-      while (nd < 256 && k8s_strmap_next(&c->buckets, &it, &k, &v)) {
-        struct event_bucket *x = v;
-        if (x->tokens + (now - x->last) * EVENT_REFILL >= EVENT_BURST) drop[nd++] = x;
-      }
-      for (size_t i = 0; i < nd; i++) {
-        k8s_strmap_del(&c->buckets, drop[i]->key);
-        free(drop[i]->key);
-        free(drop[i]);
-      }
-    }
-    b = calloc(1, sizeof(*b));
-    if (!b) return false;
-    b->key = strdup(key);
-    b->tokens = EVENT_BURST;
-    b->last = now;
-    if (!b->key || k8s_strmap_put(&c->buckets, b->key, b)) {
-      free(b->key);
-      free(b);
-      return false;
-    }
-  }
-  b->tokens += (now - b->last) * EVENT_REFILL;
-  if (b->tokens > EVENT_BURST) b->tokens = EVENT_BURST;
-  b->last = now;
-  if (b->tokens < 1) return false;
-  b->tokens -= 1;
-  return true;
-}
-
-int k8s_client_event(struct k8s_client *c, const json_t *regarding, const char *type,
-                     const char *reason, const char *action, const char *note)
-{
-  const json_t *meta = json_object_get(regarding, "metadata");
-  const char *api_version = json_string_value(json_object_get(regarding, "apiVersion"));
-  const char *kind = json_string_value(json_object_get(regarding, "kind"));
-  const char *name = json_string_value(json_object_get(meta, "name"));
-  const char *ns = json_string_value(json_object_get(meta, "namespace"));
-  const char *uid = json_string_value(json_object_get(meta, "uid"));
-  const char *rv = json_string_value(json_object_get(meta, "resourceVersion"));
-  if (!kind || !name || !type || !reason) return -EINVAL;
-  char key[600];
-  snprintf(key, sizeof(key), "%s/%s/%s/%s", api_version ? api_version : "", kind, ns ? ns : "",
-           name);
-  if (!event_allowed(c, key)) {
-    k8s_log_v(1, "Event dropped by the spam filter", "object", key, "reason", reason, NULL);
-    return -EAGAIN;
-  }
-  const char *event_ns = ns && *ns ? ns : "default";
-  /* MicroTime: RFC 3339 with microseconds */
-  double now = k8s_wallclock();
-  char ts[K8S_TIME_BUF], micro[48];
-  k8s_rfc3339(now, ts);
-  long usec = (long)((now - (double)(long long)now) * 1e6);
-  snprintf(micro, sizeof(micro), "%.19s.%06ldZ", ts, usec);
-  /* client-go's naming: "<name>.<hex nanoseconds>" (generateName "<name>."
-   * is refused: a name must not end in a dot) */
-  static unsigned long long seq;
-  char gen[300];
-  snprintf(gen, sizeof(gen), "%.200s.%llx", name,
-           (unsigned long long)(now * 1e9) + (seq++ & 0xfff));
-  char notebuf[1025];
-  snprintf(notebuf, sizeof(notebuf), "%s", note ? note : "");
-  json_t *reg = json_pack("{s:s?, s:s, s:s, s:s?, s:s?, s:s?}", "apiVersion", api_version, "kind",
-                          kind, "name", name, "namespace", ns, "uid", uid, "resourceVersion", rv);
-  json_t *ev =
-      json_pack("{s:s, s:s, s:{s:s, s:s}, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o}", "apiVersion",
-                "events.k8s.io/v1", "kind", "Event", "metadata", "name", gen, "namespace", event_ns,
-                "eventTime", micro, "reportingController", K8S_FIELD_MANAGER, "reportingInstance",
-                c->instance, "action", action ? action : reason, "reason", reason, "note", notebuf,
-                "type", type, "regarding", reg);
-  if (!ev) return -ENOMEM;
-  char path[512];
-  snprintf(path, sizeof(path), "/apis/events.k8s.io/v1/namespaces/%s/events", event_ns);
-  int rc = send_json(c, "POST", path, ev, NULL, 0, event_done, NULL);
-  json_decref(ev);
-  return rc;
 }

@@ -4,7 +4,7 @@
  * (streaming, framed into events), create, update (PUT), server-side apply
  * (PATCH application/apply-patch+yaml with a JSON body, fieldManager
  * schedsim-operator, force=true), the same on /status, delete with a
- * propagationPolicy, and Events (events.k8s.io/v1, token bucket per object).
+ * propagationPolicy. Events are kube/events.h's.
  * Paths: core group "/api/v1", others "/apis/GROUP/VERSION", then
  * "/namespaces/NS" for namespaced resources, "/RESOURCE[/NAME[/SUBRESOURCE]]".
  *
@@ -164,15 +164,6 @@ void k8s_call_cancel(struct k8s_call *call);
 /* Cancels every call in flight whose callback data is `data` (teardown of an
  * object that issued requests with itself as data). */
 void k8s_client_cancel_data(struct k8s_client *c, void *data);
-
-/* Posts an events.k8s.io/v1 Event about regarding (an object with apiVersion,
- * kind, metadata.name/namespace/uid). type "Normal" or "Warning"; reason
- * CamelCase; action CamelCase (may be NULL: reason); note free text. Fire and
- * forget: failures are logged, not reported. Per regarding object a token
- * bucket (burst 25, one token per 5 minutes, as client-go's spam filter) drops
- * the excess: returns -EAGAIN then. Returns 0 when the POST was started. */
-int k8s_client_event(struct k8s_client *c, const json_t *regarding, const char *type,
-                     const char *reason, const char *action, const char *note);
 
 /* "Forbidden (403): configmaps is forbidden: User ..." into buf; returns buf. */
 const char *k8s_status_format(const struct k8s_status *st, char *buf, size_t len);

@@ -24,9 +24,13 @@ struct lk_gvk {
 };
 
 /* The cache: one Store per apiVersion+kind. store returns the Store
- * (borrowed), or NULL when the kind is not cached (not served, not watched). */
+ * (borrowed), or NULL when the kind is not cached (not served, not watched).
+ * complete (may be NULL: always) is 1 when that Store holds every object of
+ * the kind, 0 when it holds only the operator's own (an owns kind cached by
+ * its managed-by label): then a name missing from it may still exist. */
 struct lk_cache_ops {
   struct k8s_store *(*store)(void *ud, const char *api_version, const char *kind);
+  int (*complete)(void *ud, const char *api_version, const char *kind);
 };
 struct lk_cache_source {
   const struct lk_cache_ops *ops;

@@ -68,6 +68,8 @@ struct lk_watch_decl {
   char *map;        /* "module.function", or NULL: every CR of the controller */
   char *map_module; /* "module" */
   char *map_fn;     /* "function" */
+  int owned_only;   /* owned_only = true: only the operator's own objects of the kind
+                       are needed (cached by the managed-by label) */
 };
 
 struct lk_controller_decl {
@@ -107,10 +109,36 @@ int lk_engine_new(struct lk_scriptset *set, const struct lk_engine_opts *opts,
                   struct lk_engine **out, struct lk_messages *msgs);
 void lk_engine_free(struct lk_engine *e);
 
+/* 1 when a is apiVersion av, kind kind. */
+int lk_gvk_is(const struct lk_gvk *a, const char *av, const char *kind);
+
 const struct lk_controller_decl *lk_engine_controller(const struct lk_engine *e, const char *name);
 /* The controller reconciling apiVersion+kind, or NULL. */
 const struct lk_controller_decl *
 lk_engine_controller_for(const struct lk_engine *e, const char *api_version, const char *kind);
+
+/* Which namespaces a CR may write children into besides its own
+ * (doc/security.md). */
+enum lk_grants {
+  LK_GRANTS_LABELS = 0, /* namespace N is granted to a CR in namespace C when
+                           the Namespace object N (read from the cache source,
+                           v1 Namespace) carries the label
+                           allow-from.sim.llm-d.io/C: "true" */
+  LK_GRANTS_ALL,        /* every namespace (render, fixtures: offline) */
+};
+#define LK_GRANT_LABEL_PREFIX "allow-from.sim.llm-d.io/"
+
+/* What the runtime remembers of its own writes of a child (controller.c),
+ * so that the engine can classify against writes the cache does not show
+ * yet. lookup returns 1 and sets *owner (the owner label value the child was
+ * last written for) and *rv_after (the resourceVersion that write produced,
+ * "" while it is in flight), both borrowed until the call returns; 0 when
+ * nothing is remembered. */
+struct lk_write_memory {
+  int (*lookup)(void *ud, const char *api_version, const char *kind, const char *ns,
+                const char *name, const char **owner, const char **rv_after);
+  void *ud;
+};
 
 struct lk_reconcile_in {
   const struct lk_controller_decl *controller;
@@ -122,17 +150,17 @@ struct lk_reconcile_in {
   void *log_data;
   const struct k8s_log_field *log_fields; /* controller, key, reconcileID */
   size_t nlog_fields;
-  /* A write of the previous attempt the API server refused ("apply Deployment
-   * ns/name: Forbidden (403): …"), or NULL. The status then says Ready=False
-   * ReconcileError with this message, unless a script error, an invalid spec
-   * or a Conflict already explains Ready=False. Borrowed. */
-  const char *write_refused;
+  enum lk_grants grants;
+  const struct lk_write_memory *writes; /* NULL: nothing remembered */
 };
 
 enum lk_child_action {
-  LK_CHILD_APPLY = 0, /* missing, or carries another desired-hash */
-  LK_CHILD_UNCHANGED, /* the observed child carries the same desired-hash */
-  LK_CHILD_CONFLICT,  /* exists without our owner label: not applied */
+  LK_CHILD_APPLY = 0, /* missing, carries another desired-hash, or drifted */
+  LK_CHILD_UNCHANGED, /* same desired-hash, and our field manager still owns every field */
+  LK_CHILD_CONFLICT,  /* exists, or is being written, for another owner: not applied */
+  LK_CHILD_REFUSED,   /* outside the security boundary (boundary.c): never written */
+  LK_CHILD_HELD,      /* would be applied, but another child is in CONFLICT or
+                         REFUSED: nothing of a half-built set is written */
 };
 
 struct lk_child {
@@ -142,7 +170,17 @@ struct lk_child {
   const char *name;
   char hash[65];
   enum lk_child_action action;
-  char *owner; /* CONFLICT: the current owner label value, "" when unmanaged */
+  char *owner;        /* CONFLICT: the current owner label value, "" when unmanaged */
+  const char *reason; /* CONFLICT "Conflict"; REFUSED the boundary rule's reason
+                         (NamespaceNotGranted, KindRefused, IdentityRefused,
+                         PodSpecRefused, RoleRuleRefused); APPLY "Drift" when
+                         the live object lost fields we own; else NULL. Static. */
+  char *why;          /* CONFLICT/REFUSED/drift: a message naming the object,
+                         the field and the rule (owned), or NULL */
+  int observed;       /* an object of this name carries the CR's owner label */
+  int probe;          /* APPLY of a name the cache cannot vouch for: it caches only
+                         the operator's own objects of this kind, so an object of
+                         another owner may exist; the runtime GETs it first */
 };
 
 /* An observed child (prune list) */
@@ -158,6 +196,7 @@ struct lk_result {
   struct lk_child *children; /* script order */
   size_t nchildren;
   size_t nconflicts;
+  size_t nrefused;
   struct lk_ref *prune; /* observed children to delete */
   size_t nprune;
   size_t nobserved;     /* observed children (all owns kinds) */
@@ -206,6 +245,24 @@ int lk_engine_map(struct lk_engine *e, const struct lk_controller_decl *c, size_
  * -1 with err set. */
 int lk_engine_eval(struct lk_engine *e, const char *code, size_t len, struct lk_ctx *ctx,
                    json_t **out, struct lk_error *err);
+
+/* Sets condition type in status (a JSON object: the CR's status to write)
+ * following the Kubernetes API convention for conditions: status "True",
+ * "False" or "Unknown", a CamelCase reason, a message (cut at 32 KiB),
+ * lastTransitionTime kept from cr_status's condition of that type when its
+ * status is the same (else now; NULL: the wall clock), and
+ * observedGeneration when generation (borrowed) is given. */
+void lk_status_condition(json_t *status, const json_t *cr_status, const char *type, const char *st,
+                         const char *reason, const char *message, const char *now,
+                         json_t *generation);
+
+/* When the runtime decides Ready (a script error, a refused or conflicting
+ * child, a failed write), the script's Events describe an outcome that did
+ * not happen: they are replaced by one Warning Event (reason, message) —
+ * only when cr_status's Ready condition had another reason, so a state that
+ * persists is not announced again on every retry. */
+void lk_result_override_events(struct lk_result *r, const json_t *cr_status, const char *reason,
+                               const char *message);
 
 /* The owner label value for a CR (core/util.h rule) into out (64 bytes). */
 void lk_owner_value(const json_t *cr, char out[64]);

@@ -218,9 +218,8 @@ static void default_cr(json_t *cr)
 int lk_fixture_run(struct lk_engine *e, const char *path, const json_t *doc,
                    struct lk_messages *fails, json_t **result)
 {
-  static const char *const fields[] = {"name",          "controller", "now",
-                                       "without_kinds", "input",      "input_path",
-                                       "observed",      "expect",     NULL};
+  static const char *const fields[] = {"name",  "controller", "now",      "without_kinds", "grants",
+                                       "input", "input_path", "observed", "expect",        NULL};
   if (result) *result = NULL;
   const char *name = json_string_value(json_object_get(doc, "name"));
   char label[300];
@@ -313,6 +312,13 @@ int lk_fixture_run(struct lk_engine *e, const char *path, const json_t *doc,
     }
   }
   const char *now = json_string_value(json_object_get(doc, "now"));
+  /* offline by default; "labels" reads the grant labels of observed Namespaces */
+  const char *grants = json_string_value(json_object_get(doc, "grants"));
+  if (json_object_get(doc, "grants") &&
+      (!grants || (strcmp(grants, "all") && strcmp(grants, "labels")))) {
+    lk_messages_add(fails, "%s: grants: want \"all\" or \"labels\"", label);
+    bad = 1;
+  }
   if (bad) {
     lk_memsource_free(ms);
     json_decref(cr);
@@ -326,7 +332,9 @@ int lk_fixture_run(struct lk_engine *e, const char *path, const json_t *doc,
                                .discovery = lk_memsource_discovery(ms),
                                .now = now ? now : FIXTURE_DEFAULT_NOW,
                                .log = capture_log,
-                               .log_data = logs};
+                               .log_data = logs,
+                               .grants = grants && !strcmp(grants, "labels") ? LK_GRANTS_LABELS
+                                                                             : LK_GRANTS_ALL};
   struct lk_result r;
   int rc = lk_engine_reconcile(e, &in, &r);
   json_t *rj = lk_result_to_json(&r);

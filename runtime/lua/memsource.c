@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kube/restclient.h"
 #include "lua/memsource.h"
 
 struct kindent {
@@ -105,7 +106,7 @@ static int mem_namespaced(void *ud, const char *av, const char *kind)
   return 1;
 }
 
-static const struct lk_cache_ops cache_ops = {mem_store};
+static const struct lk_cache_ops cache_ops = {mem_store, NULL}; /* complete */
 static const struct lk_discovery_ops discovery_ops = {mem_served, mem_versions, mem_namespaced};
 
 /* }==================================================================== */
@@ -146,7 +147,8 @@ int lk_memsource_add(struct lk_memsource *m, const json_t *obj, char *err, size_
   }
   if (!k->store) {
     k->store = k8s_store_new();
-    if (!k->store || k8s_store_set_kind(k->store, av, kind) != 0) {
+    if (!k->store || k8s_store_set_kind(k->store, av, kind) != 0 ||
+        k8s_store_set_field_manager(k->store, K8S_FIELD_MANAGER) != 0) {
       snprintf(err, errlen, "out of memory");
       return -1;
     }

@@ -215,7 +215,7 @@ static void post_event(struct k8s_reload *r, const char *type, const char *reaso
   if (!k8s_manager_is_leader(r->m)) return;
   json_t *cm = current_cm(r);
   if (!cm) return;
-  k8s_client_event(k8s_manager_client(r->m), cm, type, reason, "Reload", note);
+  k8s_recorder_event(k8s_manager_recorder(r->m), cm, type, reason, "Reload", note);
   json_decref(cm);
 }
 

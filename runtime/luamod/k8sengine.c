@@ -10,8 +10,11 @@
  *   eng:controllers()                   declarations from controllers.lua
  *   eng:fixtures()                      fixture file paths
  *   eng:check()                         ok, messages, ncases
- *   eng:reconcile(name, cr, { observed = {...}, now = "...", without_kinds = {...} })
- *                                       result table (see lk_result_to_json) + logs
+ *   eng:reconcile(name, cr, { observed = {...}, now = "...", without_kinds = {...},
+ *                             grants = "all"|"labels" })
+ *                                       result table (see lk_result_to_json) + logs;
+ *                                       grants "labels" reads Namespace objects of
+ *                                       observed (engine.h, enum lk_grants)
  *   eng:run_case(path, i)               ok, failures, result
  *   eng:map(name, watch_i, obj, { observed = ... })   keys | nil, err
  *   eng:eval(code)                      value | nil, message, kind
@@ -310,10 +313,17 @@ static int engine_reconcile(lua_State *L)
   luaL_checktype(L, 3, LUA_TTABLE);
   lua_settop(L, 4);
   const char *now = NULL;
+  enum lk_grants grants = LK_GRANTS_ALL;
   if (lua_istable(L, 4)) {
     lua_getfield(L, 4, "now");
     now = luaL_optstring(L, -1, NULL);
-    lua_pop(L, 1);
+    lua_getfield(L, 4, "grants");
+    const char *g = luaL_optstring(L, -1, "all");
+    if (!strcmp(g, "labels"))
+      grants = LK_GRANTS_LABELS;
+    else if (strcmp(g, "all"))
+      luaL_error(L, "k8sengine: grants: want \"all\" or \"labels\", got \"%s\"", g);
+    lua_pop(L, 2);
   }
   json_t *cr = check_json(L, 3, "cr");
   struct lk_memsource *ms = memsource_from(L, 4, cr, c); /* may raise: cr leaks only then */
@@ -324,7 +334,8 @@ static int engine_reconcile(lua_State *L)
                                .discovery = lk_memsource_discovery(ms),
                                .now = now,
                                .log = capture,
-                               .log_data = logs};
+                               .log_data = logs,
+                               .grants = grants};
   struct lk_result r;
   lk_engine_reconcile(e, &in, &r);
   json_t *rj = lk_result_to_json(&r);

@@ -538,6 +538,7 @@ function M.reconcile(cr, observed, ctx)
     backend_type = s.routing.backend_type,
     fallback = s.routing.fallback,
     route_namespace = s.sched_ns,
+    route_name = s.routing.route_name,
     gateway_class = s.gateway.class,
     service = { name = s.proxy.name, namespace = s.sim_ns, port = s.proxy.port },
     serving_port = s.serving_port,

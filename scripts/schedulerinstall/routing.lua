@@ -20,7 +20,14 @@ M.fallback_default = "ProxyService"
 M.portless_pool_classes = { kgateway = true, agentgateway = true }
 
 -- Name of the ReferenceGrant in the backend's namespace (the reference's).
-M.grant_name = "allow-scheduler-httproute"
+--- The ReferenceGrant of a route: one per HTTPRoute (named after its
+--- namespace and name), so the routes of several SchedulerInstalls into one
+--- backend namespace never share (and fight over) a grant.
+function M.grant_name(route_ns, route_name)
+  local name = ("allow-%s-%s"):format(route_ns, route_name)
+  if #name <= 253 then return name end
+  return name:sub(1, 236) .. "-" .. k8s.sha256(name):sub(1, 16)
+end
 
 local function pool_key(p) return p.namespace .. "/" .. p.name end
 
@@ -107,10 +114,10 @@ end
 
 --- The ReferenceGrant a route in `route_ns` needs for `ref`, or nil when the
 --- backend is in the route's namespace. Names the exact group, kind and name.
-function M.grant(route_ns, ref)
+function M.grant(route_ns, ref, route_name)
   if not ref or ref.namespace == nil or ref.namespace == route_ns then return nil end
   return {
-    name = M.grant_name,
+    name = M.grant_name(route_ns, route_name),
     namespace = ref.namespace,
     from = { { group = "gateway.networking.k8s.io", kind = "HTTPRoute", namespace = route_ns } },
     to = { { group = ref.group, kind = ref.kind, name = ref.name } },
@@ -120,7 +127,7 @@ end
 --- The decision. Facts `f`:
 ---   backend_type   "Service" | "InferencePool" (spec.routing.backendType)
 ---   fallback       "ProxyService" | "None" | nil (spec.routing.fallback)
----   route_namespace, gateway_class
+---   route_namespace, route_name, gateway_class
 ---   service        { name, namespace, port }              the proxy Service
 ---   serving_port, serving_port_field                      decode serving port and the field it came from
 ---   epp            { enabled, pool_name, pool_namespace }
@@ -154,7 +161,7 @@ function M.decide(f)
     d.backend = "Service"
     d.ref = M.backend_ref("Service", f)
   end
-  d.grant = M.grant(f.route_namespace, d.ref)
+  d.grant = M.grant(f.route_namespace, d.ref, f.route_name)
   return d
 end
 

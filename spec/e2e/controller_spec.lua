@@ -1,4 +1,4 @@
--- End-to-end specs of the Reconciler driver (runtime/controller.c) against
+-- End-to-end specs of the Reconciler driver (runtime/controller/) against
 -- the local control plane, with the test script set spec/support/testscripts
 -- (controller "widget": spec.count ConfigMaps in the CR's namespace, one more
 -- in spec.targetNamespace) and its CRDs (crds/test.sim.llm-d.io.yaml):
@@ -6,7 +6,7 @@
 --   * the status is written with observedGeneration and scriptRevision;
 --   * a child dropped from the desired set is pruned;
 --   * an object of the same name that is not ours gives Ready=False Conflict;
---   * a child the API server refuses gives Ready=False ReconcileError naming it;
+--   * a child the API server refuses gives Ready=False WriteInvalid naming it;
 --   * a minute of resyncs (every 5 s) with nothing changed makes zero write
 --     requests (apiserver audit log, user "operator");
 --   * the finalizer is added only with a child in another namespace (same-
@@ -73,10 +73,11 @@ describe("controller (e2e)", function()
     cluster.kubectl("create clusterrolebinding schedsim-e2e-operator --clusterrole=cluster-admin --user=operator")
     ns = cluster.namespace("ctl")
     other = cluster.namespace("ctl-other")
+    cluster.grant(other, ns) -- open `other` to the CRs of `ns` (doc/security.md)
     op = cluster.spawn(cluster.bin .. " run --scripts " .. cluster.q(TESTSCRIPTS) ..
       " --kubeconfig " .. cluster.q(os.getenv("SCHEDSIM_OPERATOR_KUBECONFIG")) ..
-      " --metrics-bind-address 127.0.0.1:0 --health-probe-bind-address 127.0.0.1:0 -v 1",
-      { SCHEDSIM_RESYNC_PERIOD = "5" })
+      " --metrics-bind-address 127.0.0.1:0 --health-probe-bind-address 127.0.0.1:0 -v 1" ..
+      " --sync-period 5s")
     local started = cluster.eventually(30, "the operator to start", function()
       return op:log_find("starting manager")
     end)
@@ -163,13 +164,13 @@ describe("controller (e2e)", function()
     end)
   end)
 
-  it("reports a write the API server refuses as Ready=False ReconcileError, and recovers", function()
+  it("reports a write the API server refuses as Ready=False WriteInvalid, and recovers", function()
     if not need_cluster() then return end
     cluster.apply(widget(ns, "refused", { count = 1, label = "not a label value!" }))
-    local w = cluster.eventually(30, "Ready=False ReconcileError", function()
+    local w = cluster.eventually(30, "Ready=False WriteInvalid", function()
       local obj = cluster.get("widget", "refused", ns)
       local ready = condition(obj, "Ready")
-      return ready and ready.reason == "ReconcileError" and obj
+      return ready and ready.reason == "WriteInvalid" and obj
     end)
     local msg = condition(w, "Ready").message
     assert.matches("apply ConfigMap " .. ns .. "/refused-1: ", msg, 1, true)

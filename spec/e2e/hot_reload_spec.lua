@@ -222,6 +222,8 @@ describe("hot reload (e2e)", function()
     sys, a, a_sim = cluster.namespace("hr-sys"), cluster.namespace("hr-a"), cluster.namespace("hr-a-sim")
     b, b_sim = cluster.namespace("hr-b"), cluster.namespace("hr-b-sim")
     many, boom = cluster.namespace("hr-many"), cluster.namespace("hr-boom")
+    cluster.grant(a_sim, a) -- the simulator namespaces are opened to the schedulers' (doc/security.md)
+    cluster.grant(b_sim, b)
     op = cluster.spawn(cluster.bin .. " run --kubeconfig " .. cluster.q(os.getenv("SCHEDSIM_OPERATOR_KUBECONFIG")) ..
       " --metrics-bind-address 127.0.0.1:0 --health-probe-bind-address 127.0.0.1:0" ..
       " --scripts-configmap " .. sys .. "/" .. CM)

@@ -7,7 +7,8 @@
 --     generation (a tiny test CRD with the status subresource);
 --   * a user without rights gets the API server's Forbidden Status, naming
 --     the verb and the resource, unchanged;
---   * Events are rate-limited per object (burst 25);
+--   * Events are rate-limited per object (burst 25), repeats go into a series;
+--   * a kubeconfig's tls-server-name is honoured;
 --   * discovery maps kinds to resources and sees CRDs;
 -- and, without a server, `kubeprobe selftest` (the loop, kubeconfig parsing).
 --
@@ -211,9 +212,10 @@ describe("kube client", function()
     if not need_cluster() then return end
     cluster.must("create configmap noisy -n " .. ns)
     local res, code, out = kubeprobe("event --api-version v1 --kind ConfigMap -n " .. ns ..
-      " noisy --reason ProbeTest --note hello --count 30")
+      " noisy --reason ProbeTest --note hello --count 30 --distinct")
     assert.equals(0, code, out)
     assert.equals(25, res.posted)
+    assert.equals(0, res.aggregated)
     assert.equals(5, res.dropped)
     cluster.eventually(20, "25 Events", function()
       local ok, o = cluster.sh_stdout("kubectl get events.events.k8s.io -n " .. ns ..
@@ -223,8 +225,52 @@ describe("kube client", function()
       if #items ~= 25 then return nil, #items end
       local e = items[1]
       return e.regarding.name == "noisy" and e.regarding.kind == "ConfigMap"
-        and e.reportingController == "schedsim-operator" and e.note == "hello"
+        and e.reportingController == "schedsim-operator" and e.note:match("^hello #%d+$") ~= nil
     end)
+  end)
+
+  it("counts repeats of an Event into its series instead of posting them again", function()
+    if not need_cluster() then return end
+    cluster.must("create configmap repeated -n " .. ns)
+    local res, code, out = kubeprobe("event --api-version v1 --kind ConfigMap -n " .. ns ..
+      " repeated --reason ProbeRepeat --note same --count 4")
+    assert.equals(0, code, out)
+    assert.equals(1, res.posted)
+    assert.equals(3, res.aggregated)
+    cluster.eventually(20, "one Event with series.count 4", function()
+      local ok, o = cluster.sh_stdout("kubectl get events.events.k8s.io -n " .. ns ..
+        " --field-selector reason=ProbeRepeat -o json")
+      if not ok then return nil end
+      local items = cluster.decode(o).items
+      if #items ~= 1 then return nil, #items end
+      return items[1].series and items[1].series.count == 4, items[1].series
+    end)
+  end)
+
+  it("honours a kubeconfig's tls-server-name (SNI and the certificate check), refusing a wrong one", function()
+    if not need_cluster() then return end
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(cluster.sh("mkdir -p " .. cluster.q(dir)))
+    finally(function() cluster.sh("rm -rf " .. cluster.q(dir)) end)
+    local function kubeconfig(name, server_name)
+      local path = dir .. "/" .. name
+      cluster.must("config view --raw --minify > " .. cluster.q(path))
+      local _, cname = cluster.sh_stdout("kubectl config view --kubeconfig " .. cluster.q(path) ..
+        " -o jsonpath='{.clusters[0].name}'")
+      cluster.must(("config set-cluster %s --tls-server-name=%s --kubeconfig %s"):format(
+        cname, server_name, cluster.q(path)))
+      return path
+    end
+    -- the serving certificate names kubernetes.default (spec/cluster/pki.go), not the address
+    local res, code, out = kubeprobe("get --api-version v1 --kind Namespace default", nil,
+      kubeconfig("good", "kubernetes.default"))
+    assert.equals(0, code, out)
+    assert.equals("default", res.object and res.object.metadata.name or res.metadata.name)
+    local _, bad_code, bad_out = kubeprobe("get --api-version v1 --kind Namespace default", nil,
+      kubeconfig("bad", "wrong.example"))
+    assert.are_not.equal(0, bad_code)
+    assert.matches("Transport", bad_out, 1, true)
   end)
 
   it("discovery maps kinds to resources and sees CRDs", function()

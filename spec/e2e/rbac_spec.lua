@@ -80,7 +80,7 @@ end
 --- Returns items (Namespaces first, then CRs) and crs { {w, kind, ns, name} }.
 local function workload(prefix, opts)
   opts = opts or {}
-  local nss, crs = {}, {}
+  local nss, crs, grants = {}, {}, {}
   for _, w in ipairs(WORKLOAD) do
     local cr = fake.yaml_load_file(ROOT .. "/examples/" .. w.file)[1]
     if w.patch then w.patch(cr) end
@@ -97,6 +97,8 @@ local function workload(prefix, opts)
       if not seen[ns] then
         seen[ns] = true
         nss[#nss + 1] = ns
+        -- opened to the CR's namespace (doc/security.md)
+        if ns ~= cr.metadata.namespace then grants[ns] = cr.metadata.namespace end
       end
     end
     crs[#crs + 1] = { w = w, kind = cr.kind, ns = cr.metadata.namespace, name = cr.metadata.name, obj = cr }
@@ -104,7 +106,8 @@ local function workload(prefix, opts)
   table.sort(nss)
   local items = {}
   for _, ns in ipairs(nss) do
-    items[#items + 1] = { apiVersion = "v1", kind = "Namespace", metadata = { name = ns } }
+    items[#items + 1] = { apiVersion = "v1", kind = "Namespace", metadata = { name = ns,
+      labels = grants[ns] and { ["allow-from.sim.llm-d.io/" .. grants[ns]] = "true" } or nil } }
     if opts.no_pods and not ns:match("%-sd%-min$") then
       -- keeps the single fake node free: the minimality cases need no pods
       -- (sd-min keeps its two, for the Ready transition and its Event)
@@ -333,8 +336,8 @@ describe("shipped RBAC", function()
         end
         return #left == 0, table.concat(left, ", ")
       end, 1)
-      local grant = cluster.get("referencegrants.gateway.networking.k8s.io", "allow-scheduler-httproute",
-        "rb-si-pool-m")
+      local grant = cluster.get("referencegrants.gateway.networking.k8s.io",
+        "allow-rb-si-pool-s-llm-d-inference-scheduling", "rb-si-pool-m")
       assert.is_nil(grant, "the cross-namespace ReferenceGrant was not removed")
 
       local m = metrics(op)

@@ -117,6 +117,8 @@ describe("render (e2e)", function()
     cluster.must("apply --server-side --force-conflicts -f " .. q(root .. "/crds"))
     cluster.must("wait --for condition=established --timeout=60s crd/simulatordeployments.sim.llm-d.io "
       .. "crd/schedulerinstalls.sim.llm-d.io")
+    -- the examples' namespaces, with their grants (doc/security.md)
+    cluster.must("apply -f " .. q(root .. "/examples/namespaces.yaml"))
     for _, ns in ipairs(NAMESPACES) do cluster.kubectl("create namespace " .. ns) end
     owned_res = table.concat(served_resources(owned), ",")
     all_res = table.concat(served_resources(all_kinds), ",")

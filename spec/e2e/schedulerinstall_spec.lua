@@ -113,9 +113,18 @@ function Kube:wait_condition(ns, name, type_, want, timeout)
   end)
 end
 
+--- Creates the namespaces of list and opens each to the CRs of the others
+--- (the grant label of doc/security.md).
 function Kube:namespaces(list)
   for _, ns in ipairs(list) do
     self:run("create namespace " .. q(ns))
+  end
+  for _, target in ipairs(list) do
+    for _, source in ipairs(list) do
+      if source ~= target then
+        self:must(("label namespace %s allow-from.sim.llm-d.io/%s=true --overwrite"):format(q(target), source))
+      end
+    end
   end
 end
 
@@ -423,7 +432,8 @@ describe("SchedulerInstall e2e", function()
         eventually(60, "route to " .. bt, function()
           local r = k:get("httproutes.gateway.networking.k8s.io", ns, "llm-d-inference-scheduling")
           local ref = r and r.spec.rules[1].backendRefs[1]
-          local g = k:get("referencegrants.gateway.networking.k8s.io", SIM, "allow-scheduler-httproute")
+          local g = k:get("referencegrants.gateway.networking.k8s.io", SIM,
+            "allow-" .. ns .. "-llm-d-inference-scheduling")
           return ref and ref.kind == bt and g and g.spec.to[1].kind == bt, ref and ref.kind
         end)
         sleep(3)
@@ -505,6 +515,7 @@ describe("SchedulerInstall e2e", function()
         svc.spec.routing.httpRouteName = "service-path"
         svc.spec.proxyService = { name = "service-path-proxy" }
         svc.spec.gateway.enabled = false -- the first CR owns the Gateway
+        -- a route of its own into the same simulator namespace: a ReferenceGrant of its own
         k2:apply(svc)
         eventually(60, "Service-path HTTPRoute", function()
           return k2:get("httproutes.gateway.networking.k8s.io", ns, "service-path")

@@ -149,6 +149,12 @@ function M.namespace(prefix)
   return name
 end
 
+--- Opens namespace `target` to the CRs of namespace `source`: the label an
+--- administrator sets (doc/security.md).
+function M.grant(target, source)
+  M.must(("label namespace %s allow-from.sim.llm-d.io/%s=true --overwrite"):format(target, source))
+end
+
 --- Deletes the namespaces created by M.namespace (without waiting).
 function M.cleanup()
   for _, ns in ipairs(created) do

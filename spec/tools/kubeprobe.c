@@ -21,7 +21,9 @@
  *   kubeprobe [global] bulk-create -n NS --count N [--prefix P] [--parallel P]
  *             [--data-bytes B]
  *   kubeprobe [global] event --api-version V --kind K [-n NS] NAME --reason R
- *             [--note N] [--count N]
+ *             [--note N] [--count N] [--distinct]  (through the EventRecorder;
+ *             --distinct numbers the notes so that none aggregates; prints
+ *             {"type":"EVENTS","posted":n,"aggregated":n,"dropped":n})
  *   kubeprobe [global] lease --lease-namespace NS --lease-name NAME [--identity ID]
  *             [--hold S]   (campaign, print {"type":"LEADING"}, release after S)
  *   kubeprobe selftest   (no server: loop timers and ticks, kubeconfig parsing,
@@ -40,6 +42,7 @@
 #include "core/metrics.h"
 #include "core/yaml.h"
 #include "kube/discovery.h"
+#include "kube/events.h"
 #include "kube/http.h"
 #include "kube/informer.h"
 #include "kube/kubeconfig.h"
@@ -56,7 +59,7 @@ struct opts {
   const char *field_manager, *prefix, *reason, *note, *lease_ns, *lease_name, *identity;
   double dead_stream_timeout, stats_interval, run_for, hold;
   long limit, count, parallel, data_bytes;
-  bool quiet, exit_after_sync, dry_run, no_force, objects, dump;
+  bool quiet, exit_after_sync, dry_run, no_force, objects, dump, distinct;
   int verbosity;
 };
 
@@ -65,6 +68,7 @@ static struct {
   struct k8s_loop *loop;
   struct k8s_config *cfg;
   struct k8s_http *http;
+  struct k8s_recorder *recorder; /* the event command's */
   struct k8s_client *client;
   struct k8s_discovery *disc;
   struct k8s_metrics *metrics;
@@ -377,23 +381,34 @@ static void get_for_event(const struct k8s_result *res, void *data)
     stop_loop(1);
     return;
   }
-  long posted = 0, dropped = 0;
-  for (long i = 0; i < g.o.count; i++) {
-    int rc = k8s_client_event(g.client, res->object, "Normal", g.o.reason, NULL,
-                              g.o.note ? g.o.note : "from kubeprobe");
+  long posted = 0, aggregated = 0, dropped = 0;
+  /* freed once nothing is in flight (event_wait): it owns its requests */
+  struct k8s_recorder *rec = g.recorder = k8s_recorder_new(g.client, "schedsim-operator");
+  for (long i = 0; rec && i < g.o.count; i++) {
+    const char *base = g.o.note ? g.o.note : "from kubeprobe";
+    char note[600];
+    if (g.o.distinct)
+      snprintf(note, sizeof(note), "%s #%ld", base, i + 1);
+    else
+      snprintf(note, sizeof(note), "%s", base);
+    int rc = k8s_recorder_event(rec, res->object, "Normal", g.o.reason, NULL, note);
     if (rc == -EAGAIN)
       dropped++;
     else if (rc == 0)
       posted++;
+    else if (rc == 1)
+      aggregated++;
   }
-  out_json(json_pack("{s:s, s:I, s:I}", "type", "EVENTS", "posted", (json_int_t)posted, "dropped",
-                     (json_int_t)dropped));
+  out_json(json_pack("{s:s, s:I, s:I, s:I}", "type", "EVENTS", "posted", (json_int_t)posted,
+                     "aggregated", (json_int_t)aggregated, "dropped", (json_int_t)dropped));
   g.rc = 0;
 }
 
 static void event_wait(struct k8s_loop *loop, void *data)
 {
   if (k8s_http_inflight(g.http) == 0) {
+    k8s_recorder_free(g.recorder);
+    g.recorder = NULL;
     k8s_loop_stop(loop);
     return;
   }
@@ -843,6 +858,8 @@ int main(int argc, char **argv)
       o->dump = true;
     else if (F("--exit-after-sync"))
       o->exit_after_sync = true;
+    else if (F("--distinct"))
+      o->distinct = true;
     else if (F("--dry-run"))
       o->dry_run = true;
     else if (F("--no-force"))

@@ -79,19 +79,34 @@ local function script_reasons()
   return found
 end
 
---- Reasons set by the C runtime: CamelCase literals in set_condition(…)
---- calls (after the type) and in calls of functions whose name contains
---- "event" (Events the runtime posts, e.g. on the scripts ConfigMap).
+--- Reasons set by the C runtime: CamelCase literals in lk_status_condition(…)
+--- calls (after the type), the first literal of refuse(…) (boundary.c) and
+--- set_why(…) (result.c) calls, literals returned as reasons (writer.c
+--- failure_reason), and in calls of functions whose name contains "event"
+--- (Events the runtime posts, e.g. on the scripts ConfigMap).
 local function runtime_reasons()
   local found = {}
+  local function add(lit, file)
+    if not NOT_REASONS[lit] then found[lit] = found[lit] or file end
+  end
   for _, file in ipairs(glob("runtime -name '*.c'")) do
     local text = read(file):gsub("/%*.-%*/", "")
-    for args in text:gmatch("set_condition%s*(%b())") do
+    for args in text:gmatch("lk_status_condition%s*(%b())") do
       local lits = {}
       for lit in args:gmatch('"(%u%w+)"') do lits[#lits + 1] = lit end
-      for i = 2, #lits do -- the first literal is the condition type
-        if not NOT_REASONS[lits[i]] then found[lits[i]] = found[lits[i]] or file end
+      for i = 2, #lits do add(lits[i], file) end -- the first literal is the condition type
+    end
+    for _, fn in ipairs({ "refuse", "set_why" }) do
+      for args in text:gmatch("[^%w_]" .. fn .. "%s*(%b())") do
+        local lit = args:match('"(%u%l+%u%w*)"')
+        if lit then add(lit, file) end
       end
+    end
+    for rhs in text:gmatch("[%s*]reason%s*=%s*([^;]+);") do -- const char *reason = … ? "X" : "Y";
+      for lit in rhs:gmatch('"(%u%l+%u%w*)"') do add(lit, file) end
+    end
+    for body in text:gmatch("failure_reason%s*%b()%s*(%b{})") do
+      for lit in body:gmatch('return%s+"(%u%l+%u%w*)";') do add(lit, file) end
     end
     for name, args in text:gmatch("([%w_]*event[%w_]*)%s*(%b())") do
       if not name:match("^json_") then

@@ -47,7 +47,8 @@ describe("schedulerinstall.reconcile", function()
     table.sort(changed)
     assert.same({
       "gateway.networking.k8s.io/v1/HTTPRoute llm-d-inference-scheduler/llm-d-inference-scheduling",
-      "gateway.networking.k8s.io/v1beta1/ReferenceGrant llm-d-sim/allow-scheduler-httproute",
+      "gateway.networking.k8s.io/v1beta1/ReferenceGrant llm-d-sim/"
+        .. "allow-llm-d-inference-scheduler-llm-d-inference-scheduling",
     }, changed)
   end)
 

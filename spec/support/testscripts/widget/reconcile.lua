@@ -1,6 +1,8 @@
 -- luacheck: read globals k8s
---- Widget: `spec.count` ConfigMaps named <name>-<i> in the CR's namespace, and
---- one more in `spec.targetNamespace` when set (a cross-namespace child).
+--- Widget: `spec.count` ConfigMaps named <prefix>-<i> in the CR's namespace
+--- (`spec.prefix`, default the CR's name: two Widgets with one prefix want the
+--- same children), and one more in `spec.targetNamespace` when set (a
+--- cross-namespace child).
 --- Status: { children = n, conditions = { Ready } }. `spec.fail` raises,
 --- `spec.invalid` raises a terminal error, `spec.requeue` sets requeue_after,
 --- `spec.label` labels the ConfigMaps (an invalid value makes the API server
@@ -35,7 +37,7 @@ function M.reconcile(cr, observed, ctx)
   if spec.invalid then k8s.terminal("spec.invalid: " .. tostring(spec.invalid)) end
   local children = {}
   for i = 1, spec.count or 1 do
-    children[#children + 1] = configmap(string.format("%s-%d", cr.metadata.name, i), nil,
+    children[#children + 1] = configmap(string.format("%s-%d", spec.prefix or cr.metadata.name, i), nil,
       { index = tostring(i), payload = spec.payload or "" }, spec.label)
   end
   if spec.targetNamespace then

@@ -1,0 +1,251 @@
+/* internal.h: what the units of the Reconciler driver share (controller.c:
+ * queue, handlers, informers, Runnable; reconcile.c: one reconcile and its
+ * outcome; writer.c: the writes, expectations and refusals). Not part of the
+ * runtime's API: only the files of runtime/controller/ include it.
+ *
+ * Ownership: struct controllers owns its struct ctl array, the engine, the
+ * reload watcher and every map; it is freed by the free hook of its own
+ * Runnable, "controllers" (the Manager calls it in k8s_manager_free). A struct rec
+ * lives from ctl_reconcile_key until ctl_complete; a struct write from its
+ * start until its callback. */
+#ifndef SCHEDSIM_CONTROLLER_INTERNAL_H
+#define SCHEDSIM_CONTROLLER_INTERNAL_H
+
+#include <jansson.h>
+
+#include "controller/controller.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "core/strmap.h"
+#include "core/ratelimiter.h"
+#include "core/workqueue.h"
+#include "lua/engine.h"
+#include "lua/reload.h"
+
+#define DEFAULT_RESYNC 600.0
+#define DEFAULT_MAX_INFLIGHT 16
+#define BATCH_PER_TICK 32
+#define EXPECTATION_TTL 30.0
+#define FINALIZE_WAIT 5.0
+#define REQUEUE_FLOOR 1.0       /* seconds: the least requeue_after honoured */
+#define QUIET_RETRY 1.0         /* seconds: retry after a prerequisite was not visible yet */
+#define SCRIPT_BACKOFF_BASE 1.0 /* seconds: first retry of a failing script, doubling */
+#define SCRIPT_BACKOFF_MAX 300.0
+
+/* {====================================================================
+ * Types
+ * ===================================================================== */
+
+enum role { ROLE_CR, ROLE_OWNS, ROLE_WATCH };
+
+struct ctl;
+
+/* One informer a controller uses (handler data). */
+struct kinfo {
+  struct ctl *c;
+  const struct lk_gvk *gvk;
+  enum role role;
+  size_t index; /* into owns / watches */
+  struct k8s_informer *inf;
+  unsigned handler;
+};
+
+struct owner_ent {
+  char *owner; /* map key */
+  char *key;
+};
+
+/* What the runtime last wrote to one object: a child (shared by every
+ * controller: two CRs of different kinds may want the same name) or a CR's
+ * status. Kept in controllers.records for EXPECTATION_TTL seconds. It lets a
+ * reconcile that runs before the informer delivered our own write skip
+ * writing the same content again, tells the engine that another CR is
+ * already creating a child the cache does not show yet (a claim), and which
+ * resourceVersion our last apply produced (no drift on our own write). */
+struct record {
+  char *id;        /* map key: "<apiVersion>/<kind>/<ns>/<name>", or "status:<controller>/<key>" */
+  char *owner;     /* children: the owner label value it was written for ("" for a status) */
+  char *content;   /* the desired hash, the status text, or "deleted" */
+  char *rv_before; /* the cached resourceVersion the write went over ("" when absent) */
+  char *rv_after;  /* the resourceVersion the write produced; "" while in flight */
+  double at;       /* monotonic seconds of the write */
+};
+
+struct mapev {
+  size_t watch;
+  json_t *obj;
+};
+
+struct metrics {
+  struct k8s_metric *total, *errors, *time, *depth, *adds, *retries, *revision;
+};
+
+struct ctl {
+  struct controllers *all;
+  const struct lk_controller_decl *decl;
+  struct k8s_workqueue *q;
+  struct kinfo *kinds;
+  size_t nkinds;
+  struct kinfo *cr; /* kinds[0] */
+  struct k8s_strmap owners;
+  struct mapev *mapq;
+  size_t nmapq, capmapq;
+  int started, stopping, tick_pending;
+  int inflight;
+  uint64_t timer, resync_timer;
+  double timer_at;
+  struct k8s_workqueue_stats last; /* for counter deltas */
+  struct k8s_runnable runnable;
+};
+
+struct controllers {
+  struct k8s_manager *m;
+  struct lk_engine *engine;
+  struct k8s_reload *reload; /* --scripts-configmap, or NULL */
+  struct ctl *ctls;
+  size_t nctls;
+  struct lk_cache_source cache;
+  struct lk_discovery_source discovery;
+  struct lk_write_memory memory;   /* over records, for the engine */
+  struct k8s_strmap records;       /* id -> struct record */
+  struct k8s_informer *namespaces; /* v1 Namespace: the grant labels (doc/security.md) */
+  unsigned ns_handler;
+  struct k8s_ratelimiter *script_backoff; /* keys whose script failed or ran out of budget */
+  struct metrics mx;
+  double resync;
+  int max_inflight;
+  uint64_t idseq;
+  struct k8s_runnable owner; /* frees this struct (k8s_manager_free) */
+};
+
+/* The phases of one reconcile's writes, in order; a phase starts when every
+ * write of the previous one finished (doc/architecture.md, "Ordered
+ * writes"). */
+enum phase {
+  PHASE_PROBE,     /* GET the children a cache of our own objects cannot vouch for */
+  PHASE_FINALIZER, /* the cleanup finalizer, before any child outside the CR's namespace */
+  PHASE_PREREQS,   /* ServiceAccounts, ConfigMaps, Roles: what other children refer to */
+  PHASE_CHILDREN,  /* every other child, then deletes of children no longer desired */
+  PHASE_STATUS,    /* the status (with this attempt's failed write, if any) and Events */
+  PHASE_DONE
+};
+
+/* One reconcile whose writes are in flight. Owns key, cr and res. */
+struct rec {
+  struct ctl *c;
+  char *key;
+  char id[17];
+  char owner[64]; /* the CR's owner label value */
+  json_t *cr;     /* the CR as read from the cache */
+  struct lk_result res;
+  int have_res;
+  int fin; /* the CR carries the cleanup finalizer */
+  int st;  /* lk_engine_reconcile's return */
+  enum phase phase;
+  int pending;
+  int issuing;
+  int failed;          /* a write failed (or could not be sent) */
+  int conflict;        /* a probe found a child of another owner */
+  int quiet;           /* ... only transiently, right after creating its prerequisites */
+  int created_prereqs; /* PHASE_PREREQS created an object */
+  char *failure;       /* the first failed write and the server's answer (owned) */
+  const char
+      *failure_reason; /* TargetNamespaceNotFound, WriteForbidden, WriteInvalid, WriteFailed */
+  enum {
+    OUT_SUCCESS,
+    OUT_ERROR,
+    OUT_SCRIPT_ERROR,
+    OUT_TERMINAL,
+    OUT_CONFLICT,
+    OUT_REFUSED,
+    OUT_REQUEUE_AFTER
+  } outcome;
+  double requeue_after;
+  double t0;
+  int writes;
+};
+
+struct write {
+  struct rec *rec;
+  int allow404;
+  int after_prereqs; /* a child written after this reconcile created its prerequisites */
+  int prereq;        /* a PHASE_PREREQS apply of a child that did not exist */
+  char *record_id;   /* the record to complete (rv_after) or drop (failure), or NULL */
+  char what[320];
+};
+
+/* }==================================================================== */
+
+/* {====================================================================
+ * controller.c
+ * ===================================================================== */
+
+/* Logs msg with the controller, key and reconcile id, plus up to two fields. */
+void ctl_log(enum k8s_log_level lvl, struct ctl *c, const char *key, const char *id,
+             const char *msg, const char *k1, const char *v1, const char *k2, const char *v2);
+/* Copies the WorkQueue's depth and counters into the metrics. */
+void ctl_sync_queue_metrics(struct ctl *c);
+/* Runs the controller's processing on the next loop tick (once). */
+void ctl_schedule(struct ctl *c);
+/* Arms the loop timer for the queue's earliest delayed key. */
+void ctl_arm_timer(struct ctl *c);
+/* "ns/name", or "name" for a cluster-scoped object, into buf. */
+void ctl_key_of(const char *ns, const char *name, char *buf, size_t len);
+/* 1 when the CR carries the cleanup finalizer LK_FINALIZER. */
+int ctl_has_finalizer(const json_t *cr);
+
+/* }==================================================================== */
+
+/* {====================================================================
+ * sweep.c
+ * ===================================================================== */
+
+/* Deletes (at most 100 per call) objects of c's owns kinds that carry the
+ * owner label of a CR of c's kind that does not exist. */
+void ctl_sweep_orphans(struct ctl *c);
+
+/* }==================================================================== */
+
+/* {====================================================================
+ * reconcile.c
+ * ===================================================================== */
+
+/* Reconciles key (popped from c's queue): runs the engine and issues the
+ * writes; the key gets its outcome in ctl_complete once they all finished. */
+void ctl_reconcile_key(struct ctl *c, const char *key);
+/* Issues the writes of r's next phases until one has writes in flight, or
+ * completes r after the last (called again by the last write of a phase). */
+void ctl_advance(struct rec *r);
+
+/* }==================================================================== */
+
+/* {====================================================================
+ * writer.c
+ * ===================================================================== */
+
+/* The lk_write_memory lookup over all->records (ud: struct controllers). */
+int ctl_record_lookup(void *ud, const char *api_version, const char *kind, const char *ns,
+                      const char *name, const char **owner, const char **rv_after);
+/* Forgets the status record of key (the CR is gone). */
+void ctl_record_forget_status(struct ctl *c, const char *key);
+/* Frees every record. */
+void ctl_records_free(struct controllers *all);
+
+/* Each issues one write of r (counted in r->pending; its completion calls
+ * ctl_advance when it is the last one of the phase). prereq: the child is a
+ * PHASE_PREREQS one. */
+/* GETs child ch (PHASE_PROBE): an object of that name of another owner
+ * fails r as a Conflict, before anything is written. */
+void ctl_probe_child(struct rec *r, const struct lk_child *ch);
+void ctl_add_finalizer(struct rec *r);
+void ctl_remove_finalizer(struct rec *r);
+void ctl_apply_child(struct rec *r, const struct lk_child *ch, int prereq);
+void ctl_delete_child(struct rec *r, const struct lk_ref *p);
+/* Writes status (the whole status of the CR) when it differs from what the
+ * CR or our last write of it holds. */
+void ctl_write_status(struct rec *r, const json_t *status);
+void ctl_post_events(struct rec *r, const json_t *events);
+
+/* }==================================================================== */
+
+#endif
