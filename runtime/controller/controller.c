@@ -35,17 +35,19 @@ void ctl_log(enum k8s_log_level lvl, struct ctl *c, const char *key, const char 
           NULL);
 }
 
+static void metrics_tick(struct k8s_loop *loop, void *data)
+{
+  struct ctl *c = data;
+  c->metrics_timer = 0;
+  ctl_sync_queue_metrics(c);
+}
+
 void ctl_sync_queue_metrics(struct ctl *c)
 {
-  struct metrics *mx = &c->all->mx;
-  struct k8s_workqueue_stats st;
-  k8s_workqueue_stats(c->q, &st);
-  const char *lv[] = {c->decl->name};
-  k8s_metric_set(mx->depth, lv, (double)st.depth);
-  if (st.adds > c->last.adds) k8s_metric_add(mx->adds, lv, (double)(st.adds - c->last.adds));
-  if (st.retries > c->last.retries)
-    k8s_metric_add(mx->retries, lv, (double)(st.retries - c->last.retries));
-  c->last = st;
+  k8s_workqueue_metrics_update(c->wqm, k8s_monotonic());
+  k8s_controller_metrics_set_active(c->cm, c->inflight);
+  if (c->inflight > 0 && !c->metrics_timer && !c->stopping)
+    c->metrics_timer = k8s_loop_timer_add(k8s_manager_loop(c->all->m), 0.5, metrics_tick, c);
 }
 
 static void process(struct k8s_loop *loop, void *data);
@@ -531,7 +533,8 @@ static void ctl_stop(struct k8s_manager *m, void *data)
   struct k8s_loop *loop = k8s_manager_loop(m);
   if (c->resync_timer) k8s_loop_timer_cancel(loop, c->resync_timer);
   if (c->timer) k8s_loop_timer_cancel(loop, c->timer);
-  c->resync_timer = c->timer = 0;
+  if (c->metrics_timer) k8s_loop_timer_cancel(loop, c->metrics_timer);
+  c->resync_timer = c->timer = c->metrics_timer = 0;
   k8s_workqueue_shut_down(c->q);
 }
 
@@ -544,22 +547,7 @@ static bool ctl_idle(void *data)
 static void register_metrics(struct controllers *all)
 {
   struct k8s_metrics *reg = k8s_manager_metrics(all->m);
-  static const char *const cr[] = {"controller", "result", NULL};
-  static const char *const c[] = {"controller", NULL};
-  static const char *const name[] = {"name", NULL};
   static const char *const rev[] = {"revision", NULL};
-  all->mx.total = k8s_metrics_counter(reg, "controller_runtime_reconcile_total",
-                                      "Total number of reconciliations per controller", cr);
-  all->mx.errors = k8s_metrics_counter(reg, "controller_runtime_reconcile_errors_total",
-                                       "Total number of reconciliation errors per controller", c);
-  all->mx.time =
-      k8s_metrics_histogram(reg, "controller_runtime_reconcile_time_seconds",
-                            "Length of time per reconciliation per controller", c, NULL, 0);
-  all->mx.depth = k8s_metrics_gauge(reg, "workqueue_depth", "Current depth of workqueue", name);
-  all->mx.adds = k8s_metrics_counter(reg, "workqueue_adds_total",
-                                     "Total number of adds handled by workqueue", name);
-  all->mx.retries = k8s_metrics_counter(reg, "workqueue_retries_total",
-                                        "Total number of retries handled by workqueue", name);
   all->mx.revision = k8s_metrics_gauge(reg, "schedsim_script_revision_info",
                                        "The script set revision in use (value 1)", rev);
   const char *lv[] = {all->engine->set->revision};
@@ -588,6 +576,8 @@ static void free_all(void *data)
     free(c->mapq);
     free(c->kinds);
     free((char *)c->runnable.name);
+    k8s_workqueue_metrics_free(c->wqm); /* unsets the queue's observer first */
+    k8s_controller_metrics_free(c->cm);
     k8s_workqueue_free(c->q);
   }
   free(all->ctls);
@@ -657,6 +647,11 @@ int k8s_controllers_add(struct k8s_manager *m, const struct k8s_controllers_opti
     c->q = k8s_workqueue_new(d->name, NULL);
     c->kinds = calloc(1 + d->nowns + d->nwatches, sizeof(*c->kinds));
     if (!c->q || !c->kinds) return 1;
+    /* controller-runtime's series, at 0 before the first reconcile */
+    struct k8s_metrics *reg = k8s_manager_metrics(m);
+    c->wqm = k8s_workqueue_metrics_new(reg, c->q, d->name, NULL);
+    c->cm = k8s_controller_metrics_new(reg, d->name, all->max_inflight);
+    if (!c->wqm || !c->cm) return 1;
     c->kinds[c->nkinds++] = (struct kinfo){c, &d->for_, ROLE_CR, 0, NULL, 0};
     for (size_t k = 0; k < d->nowns; k++)
       c->kinds[c->nkinds++] = (struct kinfo){c, &d->owns[k], ROLE_OWNS, k, NULL, 0};

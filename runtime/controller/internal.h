@@ -15,7 +15,9 @@
 
 #include "controller/controller.h"
 #include "core/log.h"
+#include "core/controller_metrics.h"
 #include "core/metrics.h"
+#include "core/workqueue_metrics.h"
 #include "core/strmap.h"
 #include "core/ratelimiter.h"
 #include "core/workqueue.h"
@@ -77,7 +79,7 @@ struct mapev {
 };
 
 struct metrics {
-  struct k8s_metric *total, *errors, *time, *depth, *adds, *retries, *revision;
+  struct k8s_metric *revision;
 };
 
 struct ctl {
@@ -94,7 +96,9 @@ struct ctl {
   int inflight;
   uint64_t timer, resync_timer;
   double timer_at;
-  struct k8s_workqueue_stats last; /* for counter deltas */
+  struct k8s_workqueue_metrics *wqm; /* workqueue_* of q (core/workqueue_metrics.h) */
+  struct k8s_controller_metrics *cm; /* controller_runtime_* (core/controller_metrics.h) */
+  uint64_t metrics_timer;            /* refreshes unfinished work while keys run */
   struct k8s_runnable runnable;
 };
 
@@ -183,7 +187,9 @@ struct write {
 /* Logs msg with the controller, key and reconcile id, plus up to two fields. */
 void ctl_log(enum k8s_log_level lvl, struct ctl *c, const char *key, const char *id,
              const char *msg, const char *k1, const char *v1, const char *k2, const char *v2);
-/* Copies the WorkQueue's depth and counters into the metrics. */
+/* Brings the WorkQueue's metrics (depth, counters, durations, unfinished
+ * work) and active_workers up to date; while keys run, again every 0.5 s
+ * (client-go's unfinished-work period). */
 void ctl_sync_queue_metrics(struct ctl *c);
 /* Runs the controller's processing on the next loop tick (once). */
 void ctl_schedule(struct ctl *c);

@@ -41,6 +41,7 @@ static void complete(struct rec *r)
   struct controllers *all = c->all;
   double now = k8s_monotonic();
   const char *result;
+  int terminal = 0; /* not retried until the CR (or a grant) changes */
   if (r->conflict) {
     k8s_workqueue_add_rate_limited(c->q, r->key, now);
     result = "requeue";
@@ -60,6 +61,7 @@ static void complete(struct rec *r)
   } else if (r->outcome == OUT_TERMINAL || r->outcome == OUT_REFUSED) {
     k8s_workqueue_forget(c->q, r->key);
     result = "error";
+    terminal = 1;
   } else if (r->outcome == OUT_CONFLICT) {
     k8s_workqueue_add_rate_limited(c->q, r->key, now);
     result = "requeue";
@@ -73,11 +75,11 @@ static void complete(struct rec *r)
   }
   if (r->outcome != OUT_SCRIPT_ERROR && r->outcome != OUT_ERROR)
     k8s_ratelimiter_forget(all->script_backoff, r->key);
-  const char *lv2[] = {c->decl->name, result};
-  const char *lv1[] = {c->decl->name};
-  k8s_metric_inc(all->mx.total, lv2);
-  if (!strcmp(result, "error")) k8s_metric_inc(all->mx.errors, lv1);
-  k8s_metric_observe(all->mx.time, lv1, now - r->t0);
+  /* panic: the script raised a Lua error (doc/metrics.md, "Errors, terminal
+   * errors and panics") */
+  k8s_controller_metrics_reconciled(c->cm, result, terminal, now - r->t0);
+  if (r->have_res && r->st != 0 && r->res.err.kind == LK_ERR_RUNTIME)
+    k8s_controller_metrics_panicked(c->cm);
   if (k8s_log_enabled(K8S_LOG_DEBUG, 1)) {
     char ms[32], writes[16];
     snprintf(ms, sizeof(ms), "%.3f", (now - r->t0) * 1000);

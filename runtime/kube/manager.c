@@ -14,6 +14,7 @@
 
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/process_metrics.h"
 #include "kube/manager.h"
 
 enum phase { PHASE_NEW, PHASE_DISCOVERY, PHASE_SYNCING, PHASE_RUNNING, PHASE_STOPPING };
@@ -402,7 +403,7 @@ int k8s_manager_new(const struct k8s_manager_options *opts, struct k8s_manager *
       dup_or(opts->leader_election_namespace, m->cfg->namespace ? m->cfg->namespace : "default");
   m->loop = k8s_loop_new();
   m->metrics = k8s_metrics_new();
-  if (!m->loop || !m->metrics) goto fail;
+  if (!m->loop || !m->metrics || k8s_process_metrics_register(m->metrics) != 0) goto fail;
   m->http = k8s_http_new(m->loop, m->cfg, NULL);
   if (!m->http) goto fail;
   m->client = k8s_client_new(m->http, m->metrics);

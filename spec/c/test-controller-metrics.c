@@ -6,7 +6,10 @@
  * and a collector run at render time. */
 #include <math.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 #include "core/controller_metrics.h"
+#include "core/process_metrics.h"
 #include "core/workqueue_metrics.h"
 #include "testhelp.h"
 
@@ -163,8 +166,37 @@ static void test_collector(void)
   k8s_metrics_free(m);
 }
 
+static void test_process(void)
+{
+  struct k8s_process_stats st = {0};
+  test_cond("reads /proc/self", k8s_process_stats_read(&st) == 0);
+  test_cond("rss and vsize plausible (1 MiB .. 64 GiB, rss <= vsize)",
+            st.rss > 1 << 20 && st.rss <= st.vsize && st.vsize < 64.0 * (1 << 30));
+  test_cond("open fds: stdin/out/err at least", st.open_fds >= 3 && st.open_fds < st.max_fds);
+  test_cond("start time in the last hour",
+            st.start_time > (double)time(NULL) - 3600 && st.start_time <= (double)time(NULL) + 1);
+  int fd = dup(1);
+  struct k8s_process_stats st2 = {0};
+  k8s_process_stats_read(&st2);
+  test_cond("a new descriptor is counted", st2.open_fds == st.open_fds + 1);
+  close(fd);
+  struct k8s_metrics *m = k8s_metrics_new();
+  test_cond("process metrics register", k8s_process_metrics_register(m) == 0);
+  char *t = k8s_metrics_render(m, NULL);
+  test_cond("families rendered",
+            has(t, "# TYPE process_cpu_seconds_total counter\n") &&
+                has(t, "\nprocess_resident_memory_bytes ") && has(t, "\nprocess_open_fds ") &&
+                has(t, "\nprocess_max_fds ") && has(t, "\nprocess_start_time_seconds ") &&
+                has(t, "\nprocess_virtual_memory_bytes ") &&
+                has(t, "\nprocess_virtual_memory_max_bytes "));
+  test_cond("rss not 0 after a scrape", t && !has(t, "\nprocess_resident_memory_bytes 0\n"));
+  free(t);
+  k8s_metrics_free(m);
+}
+
 int main(void)
 {
+  test_process();
   test_workqueue_metrics();
   test_controller_metrics();
   test_collector();
