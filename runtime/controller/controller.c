@@ -28,11 +28,51 @@
  * Small helpers
  * ===================================================================== */
 
+void ctl_log_ctx(struct ctl_logctx *lc, const struct ctl *c, const char *key, const char *id)
+{
+  const char *av = c->decl->for_.api_version, *slash = strchr(av, '/');
+  snprintf(lc->group, sizeof lc->group, "%.*s", slash ? (int)(slash - av) : 0, av);
+  const char *name = key ? strrchr(key, '/') : NULL;
+  snprintf(lc->ns, sizeof lc->ns, "%.*s", name ? (int)(name - key) : 0, key ? key : "");
+  name = name ? name + 1 : key ? key : "";
+  json_t *o = json_pack("{s:s,s:s}", "name", name, "namespace", lc->ns);
+  size_t len = o ? json_dumpb(o, lc->obj, sizeof lc->obj - 1, JSON_COMPACT) : 0;
+  json_decref(o);
+  lc->obj[len < sizeof lc->obj ? len : 0] = '\0';
+  const char *kind = c->decl->for_.kind;
+  struct k8s_log_field f[CTL_LOG_FIELDS] = {
+      {"controller", K8S_LOG_STR, c->decl->name, 0, 0},
+      {"controllerGroup", K8S_LOG_STR, lc->group, 0, 0},
+      {"controllerKind", K8S_LOG_STR, kind, 0, 0},
+      {kind, lc->obj[0] ? K8S_LOG_RAW_JSON : K8S_LOG_STR, lc->obj[0] ? lc->obj : NULL, 0, 0},
+      {"namespace", K8S_LOG_STR, lc->ns, 0, 0},
+      {"name", K8S_LOG_STR, name, 0, 0},
+      {"reconcileID", K8S_LOG_STR, id, 0, 0},
+      {"key", K8S_LOG_STR, key, 0, 0},
+  };
+  memcpy(lc->f, f, sizeof f);
+  lc->n = CTL_LOG_FIELDS;
+}
+
+void ctl_logf(enum k8s_log_level lvl, int v, struct ctl *c, const char *key, const char *id,
+              const char *msg, const struct k8s_log_field *extra, size_t nextra)
+{
+  if (!k8s_log_enabled(lvl, v)) return;
+  struct ctl_logctx lc;
+  ctl_log_ctx(&lc, c, key, id);
+  struct k8s_log_field f[CTL_LOG_FIELDS + 8];
+  memcpy(f, lc.f, lc.n * sizeof *f);
+  size_t n = lc.n;
+  for (size_t i = 0; i < nextra && n < sizeof f / sizeof f[0]; i++)
+    f[n++] = extra[i];
+  k8s_log_fields(lvl, v, msg, f, n);
+}
+
 void ctl_log(enum k8s_log_level lvl, struct ctl *c, const char *key, const char *id,
              const char *msg, const char *k1, const char *v1, const char *k2, const char *v2)
 {
-  k8s_log(lvl, msg, "controller", c->decl->name, "key", key, "reconcileID", id, k1, v1, k2, v2,
-          NULL);
+  struct k8s_log_field extra[2] = {{k1, K8S_LOG_STR, v1, 0, 0}, {k2, K8S_LOG_STR, v2, 0, 0}};
+  ctl_logf(lvl, 1, c, key, id, msg, extra, !k1 ? 0 : !k2 ? 1 : 2);
 }
 
 static void metrics_tick(struct k8s_loop *loop, void *data)

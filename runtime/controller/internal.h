@@ -184,7 +184,24 @@ struct write {
  * controller.c
  * ===================================================================== */
 
-/* Logs msg with the controller, key and reconcile id, plus up to two fields. */
+/* The fields controller-runtime puts on a reconcile's log lines, in its
+ * order: controller, controllerGroup, controllerKind, <Kind> ({"name",
+ * "namespace"} as a JSON object), namespace, name, reconcileID; then key
+ * ("namespace/name", this project's habit). Filled by ctl_log_ctx; the
+ * fields point into the struct, the controller and the key/id strings,
+ * which must outlive the use. */
+#define CTL_LOG_FIELDS 8
+struct ctl_logctx {
+  struct k8s_log_field f[CTL_LOG_FIELDS];
+  size_t n;
+  char ns[256], group[256], obj[640];
+};
+void ctl_log_ctx(struct ctl_logctx *lc, const struct ctl *c, const char *key, const char *id);
+/* Logs msg at lvl (V-level v for K8S_LOG_DEBUG) with the ctl_log_ctx fields
+ * of key and id, then nextra more. */
+void ctl_logf(enum k8s_log_level lvl, int v, struct ctl *c, const char *key, const char *id,
+              const char *msg, const struct k8s_log_field *extra, size_t nextra);
+/* ctl_logf with up to two string fields (a NULL key ends them), V-level 1. */
 void ctl_log(enum k8s_log_level lvl, struct ctl *c, const char *key, const char *id,
              const char *msg, const char *k1, const char *v1, const char *k2, const char *v2);
 /* Brings the WorkQueue's metrics (depth, counters, durations, unfinished

@@ -271,7 +271,8 @@ int k8s_manager_run(struct k8s_manager *m)
   snprintf(mp, sizeof(mp), "%d", k8s_server_port(m->server, 0));
   snprintf(hp, sizeof(hp), "%d", k8s_server_port(m->server, 1));
   k8s_log(K8S_LOG_INFO, "starting manager", "server", m->cfg->server, "source", m->cfg->source,
-          "namespace", m->ns ? m->ns : "", "metricsPort", mp, "healthPort", hp, NULL);
+          "namespace", m->ns ? m->ns : "", K8S_NUM("metricsPort"), mp, K8S_NUM("healthPort"), hp,
+          NULL);
   m->phase = PHASE_DISCOVERY;
   m->discovery_backoff = 1;
   update_ready(m);

@@ -5,6 +5,9 @@
 --     `result` series and the workqueue series at 0 before any reconcile;
 --   * a CR whose script raises counts a panic and an error, a terminal error
 --     (k8s.terminal) a terminal error, a good CR a success;
+--   * logs: numbers as JSON numbers, controller-runtime's object keys
+--     (controllerGroup, controllerKind, <Kind> {name, namespace}, namespace, name);
+--   * "ready" is logged after "scripts ConfigMap synced" (--scripts-configmap);
 --   * numbers print as the Go client prints them (le="10", never 1e+01);
 --   * the text passes `promtool check metrics` (promtool built from its Go
 --     module by spec/cluster/gotool) and the strict reader
@@ -62,7 +65,7 @@ describe("/metrics (e2e)", function()
     op = cluster.spawn(cluster.bin .. " run --scripts " .. cluster.q(TESTSCRIPTS) ..
       " --kubeconfig " .. cluster.q(os.getenv("SCHEDSIM_OPERATOR_KUBECONFIG")) ..
       " --leader-elect --leader-election-namespace " .. ns .. " --leader-election-id metrics-spec" ..
-      " --max-concurrent-reconciles 3" ..
+      " --max-concurrent-reconciles 3 --scripts-configmap " .. ns .. "/no-such-scripts" ..
       " --metrics-bind-address 127.0.0.1:0 --health-probe-bind-address 127.0.0.1:0")
     local started = cluster.eventually(30, "the operator to start", function()
       return op:log_find("starting manager")
@@ -126,6 +129,33 @@ describe("/metrics (e2e)", function()
     assert.is_true(promtext.sample(fams, "process_open_fds").value >= 3)
     local start = promtext.sample(fams, "process_start_time_seconds").value
     assert.is_true(math.abs(start - os.time()) < 3600, "start time in Unix seconds")
+  end)
+
+  it("logs numbers as numbers and the reconcile's object keys as controller-runtime does", function()
+    if not need_cluster() then return end
+    local started = op:log_find("starting manager")
+    assert.equals("number", type(started.metricsPort))
+    local failed = cluster.eventually(30, "the failing Widget's log line", function()
+      return op:log("reconcile failed", function(l) return l.name == "raises" end)[1]
+    end)
+    assert.equals("widget", failed.controller)
+    assert.equals("test.sim.llm-d.io", failed.controllerGroup)
+    assert.equals("Widget", failed.controllerKind)
+    assert.same({ name = "raises", namespace = ns }, failed.Widget)
+    assert.equals(ns, failed.namespace)
+    assert.equals(ns .. "/raises", failed.key)
+    assert.matches("^%x+$", failed.reconcileID)
+  end)
+
+  it("logs ready after the scripts ConfigMap is synced", function()
+    if not need_cluster() then return end
+    local order = {}
+    for i, l in ipairs(op:log()) do
+      if l.msg == "ready" or l.msg:match("^scripts ConfigMap synced") then order[#order + 1] = l.msg end
+      order.n = i
+    end
+    assert.same("scripts ConfigMap synced; reconciles may start", order[1])
+    assert.same("ready", order[2])
   end)
 
   it("prints numbers as the Go client does and passes promtool check metrics", function()
