@@ -182,7 +182,7 @@ int cmd_run(int argc, char **argv)
     return rc;
   }
   rc = k8s_manager_run(m);
-  k8s_log(K8S_LOG_INFO, "exiting", "code", rc ? "1" : "0", NULL);
+  k8s_log(K8S_LOG_INFO, "exiting", K8S_NUM("code"), rc ? "1" : "0", NULL);
   k8s_manager_free(m);
   return rc;
 }

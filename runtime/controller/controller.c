@@ -28,24 +28,66 @@
  * Small helpers
  * ===================================================================== */
 
+void ctl_log_ctx(struct ctl_logctx *lc, const struct ctl *c, const char *key, const char *id)
+{
+  const char *av = c->decl->for_.api_version, *slash = strchr(av, '/');
+  snprintf(lc->group, sizeof lc->group, "%.*s", slash ? (int)(slash - av) : 0, av);
+  const char *name = key ? strrchr(key, '/') : NULL;
+  snprintf(lc->ns, sizeof lc->ns, "%.*s", name ? (int)(name - key) : 0, key ? key : "");
+  name = name ? name + 1 : key ? key : "";
+  json_t *o = json_pack("{s:s,s:s}", "name", name, "namespace", lc->ns);
+  size_t len = o ? json_dumpb(o, lc->obj, sizeof lc->obj - 1, JSON_COMPACT) : 0;
+  json_decref(o);
+  lc->obj[len < sizeof lc->obj ? len : 0] = '\0';
+  const char *kind = c->decl->for_.kind;
+  struct k8s_log_field f[CTL_LOG_FIELDS] = {
+      {"controller", K8S_LOG_STR, c->decl->name, 0, 0},
+      {"controllerGroup", K8S_LOG_STR, lc->group, 0, 0},
+      {"controllerKind", K8S_LOG_STR, kind, 0, 0},
+      {kind, lc->obj[0] ? K8S_LOG_RAW_JSON : K8S_LOG_STR, lc->obj[0] ? lc->obj : NULL, 0, 0},
+      {"namespace", K8S_LOG_STR, lc->ns, 0, 0},
+      {"name", K8S_LOG_STR, name, 0, 0},
+      {"reconcileID", K8S_LOG_STR, id, 0, 0},
+      {"key", K8S_LOG_STR, key, 0, 0},
+  };
+  memcpy(lc->f, f, sizeof f);
+  lc->n = CTL_LOG_FIELDS;
+}
+
+void ctl_logf(enum k8s_log_level lvl, int v, struct ctl *c, const char *key, const char *id,
+              const char *msg, const struct k8s_log_field *extra, size_t nextra)
+{
+  if (!k8s_log_enabled(lvl, v)) return;
+  struct ctl_logctx lc;
+  ctl_log_ctx(&lc, c, key, id);
+  struct k8s_log_field f[CTL_LOG_FIELDS + 8];
+  memcpy(f, lc.f, lc.n * sizeof *f);
+  size_t n = lc.n;
+  for (size_t i = 0; i < nextra && n < sizeof f / sizeof f[0]; i++)
+    f[n++] = extra[i];
+  k8s_log_fields(lvl, v, msg, f, n);
+}
+
 void ctl_log(enum k8s_log_level lvl, struct ctl *c, const char *key, const char *id,
              const char *msg, const char *k1, const char *v1, const char *k2, const char *v2)
 {
-  k8s_log(lvl, msg, "controller", c->decl->name, "key", key, "reconcileID", id, k1, v1, k2, v2,
-          NULL);
+  struct k8s_log_field extra[2] = {{k1, K8S_LOG_STR, v1, 0, 0}, {k2, K8S_LOG_STR, v2, 0, 0}};
+  ctl_logf(lvl, 1, c, key, id, msg, extra, !k1 ? 0 : !k2 ? 1 : 2);
+}
+
+static void metrics_tick(struct k8s_loop *loop, void *data)
+{
+  struct ctl *c = data;
+  c->metrics_timer = 0;
+  ctl_sync_queue_metrics(c);
 }
 
 void ctl_sync_queue_metrics(struct ctl *c)
 {
-  struct metrics *mx = &c->all->mx;
-  struct k8s_workqueue_stats st;
-  k8s_workqueue_stats(c->q, &st);
-  const char *lv[] = {c->decl->name};
-  k8s_metric_set(mx->depth, lv, (double)st.depth);
-  if (st.adds > c->last.adds) k8s_metric_add(mx->adds, lv, (double)(st.adds - c->last.adds));
-  if (st.retries > c->last.retries)
-    k8s_metric_add(mx->retries, lv, (double)(st.retries - c->last.retries));
-  c->last = st;
+  k8s_workqueue_metrics_update(c->wqm, k8s_monotonic());
+  k8s_controller_metrics_set_active(c->cm, c->inflight);
+  if (c->inflight > 0 && !c->metrics_timer && !c->stopping)
+    c->metrics_timer = k8s_loop_timer_add(k8s_manager_loop(c->all->m), 0.5, metrics_tick, c);
 }
 
 static void process(struct k8s_loop *loop, void *data);
@@ -539,7 +581,8 @@ static void ctl_stop(struct k8s_manager *m, void *data)
   struct k8s_loop *loop = k8s_manager_loop(m);
   if (c->resync_timer) k8s_loop_timer_cancel(loop, c->resync_timer);
   if (c->timer) k8s_loop_timer_cancel(loop, c->timer);
-  c->resync_timer = c->timer = 0;
+  if (c->metrics_timer) k8s_loop_timer_cancel(loop, c->metrics_timer);
+  c->resync_timer = c->timer = c->metrics_timer = 0;
   k8s_workqueue_shut_down(c->q);
 }
 
@@ -552,22 +595,7 @@ static bool ctl_idle(void *data)
 static void register_metrics(struct controllers *all)
 {
   struct k8s_metrics *reg = k8s_manager_metrics(all->m);
-  static const char *const cr[] = {"controller", "result", NULL};
-  static const char *const c[] = {"controller", NULL};
-  static const char *const name[] = {"name", NULL};
   static const char *const rev[] = {"revision", NULL};
-  all->mx.total = k8s_metrics_counter(reg, "controller_runtime_reconcile_total",
-                                      "Total number of reconciliations per controller", cr);
-  all->mx.errors = k8s_metrics_counter(reg, "controller_runtime_reconcile_errors_total",
-                                       "Total number of reconciliation errors per controller", c);
-  all->mx.time =
-      k8s_metrics_histogram(reg, "controller_runtime_reconcile_time_seconds",
-                            "Length of time per reconciliation per controller", c, NULL, 0);
-  all->mx.depth = k8s_metrics_gauge(reg, "workqueue_depth", "Current depth of workqueue", name);
-  all->mx.adds = k8s_metrics_counter(reg, "workqueue_adds_total",
-                                     "Total number of adds handled by workqueue", name);
-  all->mx.retries = k8s_metrics_counter(reg, "workqueue_retries_total",
-                                        "Total number of retries handled by workqueue", name);
   all->mx.revision = k8s_metrics_gauge(reg, "schedsim_script_revision_info",
                                        "The script set revision in use (value 1)", rev);
   const char *lv[] = {all->engine->set->revision};
@@ -597,6 +625,8 @@ static void free_all(void *data)
     free(c->mapq);
     free(c->kinds);
     free((char *)c->runnable.name);
+    k8s_workqueue_metrics_free(c->wqm); /* unsets the queue's observer first */
+    k8s_controller_metrics_free(c->cm);
     k8s_workqueue_free(c->q);
   }
   free(all->ctls);
@@ -666,6 +696,11 @@ int k8s_controllers_add(struct k8s_manager *m, const struct k8s_controllers_opti
     c->q = k8s_workqueue_new(d->name, NULL);
     c->kinds = calloc(1 + d->nowns + d->nwatches, sizeof(*c->kinds));
     if (!c->q || !c->kinds) return 1;
+    /* controller-runtime's series, at 0 before the first reconcile */
+    struct k8s_metrics *reg = k8s_manager_metrics(m);
+    c->wqm = k8s_workqueue_metrics_new(reg, c->q, d->name, NULL);
+    c->cm = k8s_controller_metrics_new(reg, d->name, all->max_inflight);
+    if (!c->wqm || !c->cm) return 1;
     c->kinds[c->nkinds++] = (struct kinfo){c, &d->for_, ROLE_CR, 0, NULL, 0};
     for (size_t k = 0; k < d->nowns; k++)
       c->kinds[c->nkinds++] = (struct kinfo){c, &d->owns[k], ROLE_OWNS, k, NULL, 0};

@@ -15,7 +15,9 @@
 
 #include "controller/controller.h"
 #include "core/log.h"
+#include "core/controller_metrics.h"
 #include "core/metrics.h"
+#include "core/workqueue_metrics.h"
 #include "core/strmap.h"
 #include "core/ratelimiter.h"
 #include "core/workqueue.h"
@@ -77,7 +79,7 @@ struct mapev {
 };
 
 struct metrics {
-  struct k8s_metric *total, *errors, *time, *depth, *adds, *retries, *revision;
+  struct k8s_metric *revision;
 };
 
 struct ctl {
@@ -95,7 +97,9 @@ struct ctl {
   int inflight;
   uint64_t timer, resync_timer;
   double timer_at;
-  struct k8s_workqueue_stats last; /* for counter deltas */
+  struct k8s_workqueue_metrics *wqm; /* workqueue_* of q (core/workqueue_metrics.h) */
+  struct k8s_controller_metrics *cm; /* controller_runtime_* (core/controller_metrics.h) */
+  uint64_t metrics_timer;            /* refreshes unfinished work while keys run */
   struct k8s_runnable runnable;
 };
 
@@ -185,10 +189,29 @@ struct write {
  * controller.c
  * ===================================================================== */
 
-/* Logs msg with the controller, key and reconcile id, plus up to two fields. */
+/* The fields controller-runtime puts on a reconcile's log lines, in its
+ * order: controller, controllerGroup, controllerKind, <Kind> ({"name",
+ * "namespace"} as a JSON object), namespace, name, reconcileID; then key
+ * ("namespace/name", this project's habit). Filled by ctl_log_ctx; the
+ * fields point into the struct, the controller and the key/id strings,
+ * which must outlive the use. */
+#define CTL_LOG_FIELDS 8
+struct ctl_logctx {
+  struct k8s_log_field f[CTL_LOG_FIELDS];
+  size_t n;
+  char ns[256], group[256], obj[640];
+};
+void ctl_log_ctx(struct ctl_logctx *lc, const struct ctl *c, const char *key, const char *id);
+/* Logs msg at lvl (V-level v for K8S_LOG_DEBUG) with the ctl_log_ctx fields
+ * of key and id, then nextra more. */
+void ctl_logf(enum k8s_log_level lvl, int v, struct ctl *c, const char *key, const char *id,
+              const char *msg, const struct k8s_log_field *extra, size_t nextra);
+/* ctl_logf with up to two string fields (a NULL key ends them), V-level 1. */
 void ctl_log(enum k8s_log_level lvl, struct ctl *c, const char *key, const char *id,
              const char *msg, const char *k1, const char *v1, const char *k2, const char *v2);
-/* Copies the WorkQueue's depth and counters into the metrics. */
+/* Brings the WorkQueue's metrics (depth, counters, durations, unfinished
+ * work) and active_workers up to date; while keys run, again every 0.5 s
+ * (client-go's unfinished-work period). */
 void ctl_sync_queue_metrics(struct ctl *c);
 /* Runs the controller's processing on the next loop tick (once). */
 void ctl_schedule(struct ctl *c);

@@ -42,6 +42,7 @@ static void complete(struct rec *r)
   struct controllers *all = c->all;
   double now = k8s_monotonic();
   const char *result;
+  int terminal = 0; /* not retried until the CR (or a grant) changes */
   if (r->conflict) {
     k8s_workqueue_add_rate_limited(c->q, r->key, now);
     result = "requeue";
@@ -61,6 +62,7 @@ static void complete(struct rec *r)
   } else if (r->outcome == OUT_TERMINAL || r->outcome == OUT_REFUSED) {
     k8s_workqueue_forget(c->q, r->key);
     result = "error";
+    terminal = 1;
   } else if (r->outcome == OUT_CONFLICT) {
     k8s_workqueue_add_rate_limited(c->q, r->key, now);
     result = "requeue";
@@ -74,18 +76,15 @@ static void complete(struct rec *r)
   }
   if (r->outcome != OUT_SCRIPT_ERROR && r->outcome != OUT_ERROR)
     k8s_ratelimiter_forget(all->script_backoff, r->key);
-  const char *lv2[] = {c->decl->name, result};
-  const char *lv1[] = {c->decl->name};
-  k8s_metric_inc(all->mx.total, lv2);
-  if (!strcmp(result, "error")) k8s_metric_inc(all->mx.errors, lv1);
-  k8s_metric_observe(all->mx.time, lv1, now - r->t0);
-  if (k8s_log_enabled(K8S_LOG_DEBUG, 1)) {
-    char ms[32], writes[16];
-    snprintf(ms, sizeof(ms), "%.3f", (now - r->t0) * 1000);
-    snprintf(writes, sizeof(writes), "%d", r->writes);
-    k8s_log_v(1, "reconciled", "controller", c->decl->name, "key", r->key, "reconcileID", r->id,
-              "result", result, "ms", ms, "writes", writes, NULL);
-  }
+  /* panic: the script raised a Lua error (doc/metrics.md, "Errors, terminal
+   * errors and panics") */
+  k8s_controller_metrics_reconciled(c->cm, result, terminal, now - r->t0);
+  if (r->have_res && r->st != 0 && r->res.err.kind == LK_ERR_RUNTIME)
+    k8s_controller_metrics_panicked(c->cm);
+  struct k8s_log_field done[] = {{"result", K8S_LOG_STR, result, 0, 0},
+                                 {"ms", K8S_LOG_REAL, NULL, 0, (now - r->t0) * 1000},
+                                 {"writes", K8S_LOG_INT, NULL, r->writes, 0}};
+  ctl_logf(K8S_LOG_DEBUG, 1, c, r->key, r->id, "reconciled", done, 3);
   k8s_workqueue_done(c->q, r->key);
   c->inflight--;
   ctl_sync_queue_metrics(c);
@@ -222,15 +221,14 @@ void ctl_advance(struct rec *r)
 static void run_engine(struct ctl *c, struct rec *r)
 {
   struct controllers *all = c->all;
-  struct k8s_log_field fields[] = {{"controller", K8S_LOG_STR, c->decl->name, 0, 0},
-                                   {"key", K8S_LOG_STR, r->key, 0, 0},
-                                   {"reconcileID", K8S_LOG_STR, r->id, 0, 0}};
+  struct ctl_logctx lc; /* the script's k8s.log lines carry the reconcile's fields */
+  ctl_log_ctx(&lc, c, r->key, r->id);
   struct lk_reconcile_in in = {.controller = c->decl,
                                .cr = r->cr,
                                .cache = &all->cache,
                                .discovery = &all->discovery,
-                               .log_fields = fields,
-                               .nlog_fields = 3,
+                               .log_fields = lc.f,
+                               .nlog_fields = lc.n,
                                .grants = LK_GRANTS_LABELS,
                                .writes = &all->memory};
   struct lk_result *res = &r->res;
@@ -238,9 +236,10 @@ static void run_engine(struct ctl *c, struct rec *r)
   r->have_res = 1;
   if (r->st != 0) {
     r->outcome = res->err.kind == LK_ERR_TERMINAL ? OUT_TERMINAL : OUT_SCRIPT_ERROR;
-    k8s_log(K8S_LOG_ERROR, "reconcile failed", "controller", c->decl->name, "key", r->key,
-            "reconcileID", r->id, "error", res->err.message, "kind",
-            lk_error_kind_name(res->err.kind), "traceback", res->err.traceback, NULL);
+    struct k8s_log_field why[] = {{"error", K8S_LOG_STR, res->err.message, 0, 0},
+                                  {"kind", K8S_LOG_STR, lk_error_kind_name(res->err.kind), 0, 0},
+                                  {"traceback", K8S_LOG_STR, res->err.traceback, 0, 0}};
+    ctl_logf(K8S_LOG_ERROR, 1, c, r->key, r->id, "reconcile failed", why, 3);
     /* what the failed call allocated goes back to the system, not only to
      * malloc: a memory bomb must not raise the operator's RSS for good */
     malloc_trim(0);

@@ -188,6 +188,32 @@ static int redacted(const char *key)
  * Records
  * ===================================================================== */
 
+/* 1 when s is a JSON number (RFC 8259: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?). */
+static int json_number_text(const char *s)
+{
+  if (*s == '-') s++;
+  if (*s == '0')
+    s++;
+  else if (*s >= '1' && *s <= '9')
+    while (*s >= '0' && *s <= '9')
+      s++;
+  else
+    return 0;
+  if (*s == '.') {
+    if (!(*++s >= '0' && *s <= '9')) return 0;
+    while (*s >= '0' && *s <= '9')
+      s++;
+  }
+  if (*s == 'e' || *s == 'E') {
+    s++;
+    if (*s == '+' || *s == '-') s++;
+    if (!(*s >= '0' && *s <= '9')) return 0;
+    while (*s >= '0' && *s <= '9')
+      s++;
+  }
+  return *s == '\0';
+}
+
 static void format_record(struct k8s_buf *b, enum k8s_log_level level, int v, const char *msg,
                           const struct k8s_log_field *fields, size_t nfields)
 {
@@ -242,6 +268,12 @@ static void format_record(struct k8s_buf *b, enum k8s_log_level level, int v, co
         k8s_buf_adds(b, num);
       }
       break;
+    case K8S_LOG_NUMBER:
+      if (f->s && (!json || json_number_text(f->s))) {
+        k8s_buf_adds(b, f->s);
+        break;
+      }
+      goto string;
     case K8S_LOG_RAW_JSON:
       if (f->s) {
         k8s_buf_adds(b, f->s);
@@ -250,6 +282,7 @@ static void format_record(struct k8s_buf *b, enum k8s_log_level level, int v, co
       /* fallthrough */
     case K8S_LOG_STR:
     default:
+    string:
       if (!f->s)
         k8s_buf_adds(b, json ? "null" : "<nil>");
       else if (json)
@@ -293,6 +326,8 @@ static void log_pairs(enum k8s_log_level level, int v, const char *msg, va_list 
   const char *key;
   while (n < MAX_FIELDS && (key = va_arg(ap, const char *)) != NULL) {
     fields[n] = (struct k8s_log_field){.key = key, .type = K8S_LOG_STR};
+    if (key[0] == '#') /* K8S_NUM(key) */
+      fields[n] = (struct k8s_log_field){.key = key + 1, .type = K8S_LOG_NUMBER};
     fields[n].s = va_arg(ap, const char *);
     n++;
   }

@@ -26,12 +26,19 @@ enum k8s_log_level { K8S_LOG_ERROR = 0, K8S_LOG_WARN, K8S_LOG_INFO, K8S_LOG_DEBU
 enum k8s_log_format { K8S_LOG_JSON = 0, K8S_LOG_TEXT };
 
 enum k8s_log_field_type {
-  K8S_LOG_STR = 0, /* s */
-  K8S_LOG_INT,     /* i */
-  K8S_LOG_REAL,    /* d */
-  K8S_LOG_BOOL,    /* i (0/1) */
-  K8S_LOG_RAW_JSON /* s: valid JSON inserted as is (text format: printed as is) */
+  K8S_LOG_STR = 0,  /* s */
+  K8S_LOG_INT,      /* i */
+  K8S_LOG_REAL,     /* d */
+  K8S_LOG_BOOL,     /* i (0/1) */
+  K8S_LOG_RAW_JSON, /* s: valid JSON inserted as is (text format: printed as is) */
+  K8S_LOG_NUMBER    /* s: a number's text ("0", "220.6") written as a JSON number; text
+                       that is not a JSON number is written as a string */
 };
+
+/* In the key, value pairs of k8s_log / k8s_log_v, a key made with
+ * K8S_NUM("checkMs") marks its value (still a string) as a number: JSON
+ * writes "checkMs":220.6, not "checkMs":"220.6" (K8S_LOG_NUMBER). */
+#define K8S_NUM(key) "#" key
 
 struct k8s_log_field {
   const char *key;

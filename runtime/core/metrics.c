@@ -36,9 +36,16 @@ struct k8s_metric {
   struct series *series;
 };
 
+struct collector {
+  k8s_metrics_collect_fn fn;
+  void *data;
+};
+
 struct k8s_metrics {
   pthread_mutex_t mu;
   struct k8s_metric *metrics;
+  struct collector *collectors;
+  size_t ncollectors;
 };
 
 /* {====================================================================
@@ -85,6 +92,7 @@ void k8s_metrics_free(struct k8s_metrics *m)
     m->metrics = mt->next;
     free_metric(mt);
   }
+  free(m->collectors);
   pthread_mutex_destroy(&m->mu);
   free(m);
 }
@@ -251,6 +259,14 @@ void k8s_metric_observe(struct k8s_metric *mt, const char *const *label_values, 
   pthread_mutex_unlock(&mt->reg->mu);
 }
 
+void k8s_metric_touch(struct k8s_metric *mt, const char *const *label_values)
+{
+  if (!mt) return;
+  pthread_mutex_lock(&mt->reg->mu);
+  find_series(mt, label_values, 1);
+  pthread_mutex_unlock(&mt->reg->mu);
+}
+
 void k8s_metric_remove(struct k8s_metric *mt, const char *const *label_values)
 {
   if (!mt) return;
@@ -282,21 +298,64 @@ double k8s_metric_value(struct k8s_metric *mt, const char *const *label_values)
  * Text exposition
  * ===================================================================== */
 
+size_t k8s_metrics_format_value(double d, char *buf, size_t buflen)
+{
+  char e[40], out[64];
+  size_t n = 0;
+  if (isnan(d)) return (size_t)snprintf(buf, buflen, "NaN");
+  if (isinf(d)) return (size_t)snprintf(buf, buflen, "%s", d > 0 ? "+Inf" : "-Inf");
+  if (d == 0) return (size_t)snprintf(buf, buflen, "0"); /* -0 too, as Go's writeFloat */
+  /* The shortest digit string that reads back as d: "%.*e" is correctly
+   * rounded, so the first precision that round-trips gives Go's digits. */
+  for (int prec = 0; prec <= 16; prec++) {
+    snprintf(e, sizeof e, "%.*e", prec, d);
+    if (strtod(e, NULL) == d) break;
+  }
+  /* e is "[-]D[.DDD]e[+-]XX": split into sign, digits and exponent */
+  const char *p = e;
+  int neg = *p == '-';
+  if (neg) p++;
+  char digs[20];
+  size_t nd = 0;
+  for (; *p && *p != 'e'; p++)
+    if (*p != '.' && nd < sizeof digs - 1) digs[nd++] = *p;
+  while (nd > 1 && digs[nd - 1] == '0') /* not in a shortest form; be safe */
+    nd--;
+  digs[nd] = '\0';
+  int exp = atoi(p + 1);
+  if (neg) out[n++] = '-';
+  if (exp < -4 || exp >= 6) { /* strconv 'g', shortest: %e past these exponents */
+    out[n++] = digs[0];
+    if (nd > 1) {
+      out[n++] = '.';
+      memcpy(out + n, digs + 1, nd - 1);
+      n += nd - 1;
+    }
+    n += (size_t)snprintf(out + n, sizeof out - n, "e%c%02d", exp < 0 ? '-' : '+', abs(exp));
+  } else if (exp < 0) { /* 0.000DDD */
+    out[n++] = '0';
+    out[n++] = '.';
+    for (int i = -1; i > exp; i--)
+      out[n++] = '0';
+    memcpy(out + n, digs, nd);
+    n += nd;
+  } else { /* DDD[.DDD] or DDD000 */
+    for (int i = 0; i <= exp; i++)
+      out[n++] = (size_t)i < nd ? digs[i] : '0';
+    if ((size_t)exp + 1 < nd) {
+      out[n++] = '.';
+      memcpy(out + n, digs + exp + 1, nd - (size_t)exp - 1);
+      n += nd - (size_t)exp - 1;
+    }
+  }
+  out[n] = '\0';
+  return (size_t)snprintf(buf, buflen, "%s", out);
+}
+
 static void add_number(struct k8s_buf *b, double d)
 {
-  char num[40];
-  if (isnan(d)) {
-    k8s_buf_adds(b, "NaN");
-    return;
-  }
-  if (isinf(d)) {
-    k8s_buf_adds(b, d > 0 ? "+Inf" : "-Inf");
-    return;
-  }
-  for (int prec = 1; prec <= 17; prec++) {
-    snprintf(num, sizeof num, "%.*g", prec, d);
-    if (strtod(num, NULL) == d) break;
-  }
+  char num[64];
+  k8s_metrics_format_value(d, num, sizeof num);
   k8s_buf_adds(b, num);
 }
 
@@ -382,8 +441,9 @@ static void render_metric(struct k8s_buf *b, struct k8s_metric *mt)
     for (size_t j = 0; j <= mt->nbounds; j++) {
       k8s_buf_printf(b, "%s_bucket", mt->name);
       add_labels(b, mt, s, j < mt->nbounds ? &mt->bounds[j] : &inf);
-      k8s_buf_printf(b, " %llu\n",
-                     (unsigned long long)(j < mt->nbounds ? s->buckets[j] : s->count));
+      k8s_buf_addc(b, ' ');
+      add_number(b, (double)(j < mt->nbounds ? s->buckets[j] : s->count));
+      k8s_buf_addc(b, '\n');
     }
     k8s_buf_printf(b, "%s_sum", mt->name);
     add_labels(b, mt, s, NULL);
@@ -391,14 +451,43 @@ static void render_metric(struct k8s_buf *b, struct k8s_metric *mt)
     add_number(b, s->sum);
     k8s_buf_printf(b, "\n%s_count", mt->name);
     add_labels(b, mt, s, NULL);
-    k8s_buf_printf(b, " %llu\n", (unsigned long long)s->count);
+    k8s_buf_addc(b, ' ');
+    add_number(b, (double)s->count);
+    k8s_buf_addc(b, '\n');
   }
   free(arr);
+}
+
+int k8s_metrics_add_collector(struct k8s_metrics *m, k8s_metrics_collect_fn fn, void *data)
+{
+  pthread_mutex_lock(&m->mu);
+  struct collector *c = realloc(m->collectors, (m->ncollectors + 1) * sizeof *c);
+  if (c) {
+    m->collectors = c;
+    m->collectors[m->ncollectors++] = (struct collector){fn, data};
+  }
+  pthread_mutex_unlock(&m->mu);
+  return c ? 0 : -1;
+}
+
+/* Runs the collectors from a copy of the list taken under the lock (a
+ * collector updates metrics, which takes the lock itself). */
+static void collect(struct k8s_metrics *m)
+{
+  pthread_mutex_lock(&m->mu);
+  size_t n = m->ncollectors;
+  struct collector *copy = n ? malloc(n * sizeof *copy) : NULL;
+  if (copy) memcpy(copy, m->collectors, n * sizeof *copy);
+  pthread_mutex_unlock(&m->mu);
+  for (size_t i = 0; copy && i < n; i++)
+    copy[i].fn(m, copy[i].data);
+  free(copy);
 }
 
 char *k8s_metrics_render(struct k8s_metrics *m, size_t *len)
 {
   struct k8s_buf b = {0};
+  collect(m);
   pthread_mutex_lock(&m->mu);
   size_t n = 0;
   for (struct k8s_metric *mt = m->metrics; mt; mt = mt->next)

@@ -50,6 +50,21 @@ void k8s_metric_inc(struct k8s_metric *mt, const char *const *label_values);
 void k8s_metric_set(struct k8s_metric *mt, const char *const *label_values, double value);
 /* Histogram: records one observation. */
 void k8s_metric_observe(struct k8s_metric *mt, const char *const *label_values, double value);
+/* Creates the series of label_values (value 0, or an empty histogram) if it
+ * does not exist, so it is exposed before its first update: the Go client's
+ * WithLabelValues(...), which controller-runtime and client-go call to
+ * pre-initialise series. */
+void k8s_metric_touch(struct k8s_metric *mt, const char *const *label_values);
+/* A collector refreshes metrics right before each render (the Go client's
+ * Collector.Collect, e.g. the process collector reading /proc at scrape
+ * time). It runs on the rendering thread (libmicrohttpd's for /metrics), with
+ * the registry unlocked, so it may update metrics of m; it must touch nothing
+ * that another thread owns without its own lock (never the event loop's
+ * state). data is borrowed and must outlive the registry. Returns 0, or -1 on
+ * malloc failure. */
+typedef void (*k8s_metrics_collect_fn)(struct k8s_metrics *m, void *data);
+int k8s_metrics_add_collector(struct k8s_metrics *m, k8s_metrics_collect_fn fn, void *data);
+
 /* Removes one label set (e.g. a script revision no longer current). */
 void k8s_metric_remove(struct k8s_metric *mt, const char *const *label_values);
 
@@ -57,10 +72,22 @@ void k8s_metric_remove(struct k8s_metric *mt, const char *const *label_values);
  * the observation count. For tests and health checks. */
 double k8s_metric_value(struct k8s_metric *mt, const char *const *label_values);
 
-/* Text exposition: metrics sorted by name, series by label values; # HELP and
- * # TYPE lines; histograms as _bucket{le="..."} (cumulative, +Inf last),
- * _sum and _count. Label values escaped (\\, \", \n). Returns malloc'd text
- * (length in *len when len != NULL), NULL on malloc failure. */
+/* Text exposition, after running the collectors: metrics sorted by name,
+ * series by label values; # HELP and # TYPE lines; histograms as
+ * _bucket{le="..."} (cumulative, +Inf last), _sum and _count. Label values
+ * escaped (\\, \", \n). Every number (values, bucket bounds, counts) is
+ * written by k8s_metrics_format_value, as the Go client writes it. Returns
+ * malloc'd text (length in *len when len != NULL), NULL on malloc failure. */
 char *k8s_metrics_render(struct k8s_metrics *m, size_t *len);
+
+/* Writes d as prometheus/common's expfmt writes a sample value or an `le`
+ * bound (text_create.go writeFloat: Go's strconv.FormatFloat(d, 'g', -1, 64)):
+ * the shortest digits that read back as d, in plain notation for decimal
+ * exponents -4..5 ("10", "100", "0.005", "123456") and in e-notation outside
+ * ("1e+06", "1.5e-05", "1.71e+09"); "0" (also for -0), "NaN", "+Inf", "-Inf".
+ * Histogram counts go through it too, as in the Go client (1000000 counts
+ * print "1e+06"). Writes at most buflen bytes including the NUL (32 always
+ * suffice); returns the length it needs, like snprintf. */
+size_t k8s_metrics_format_value(double d, char *buf, size_t buflen);
 
 #endif

@@ -13,7 +13,10 @@ struct item {
   size_t heap;              /* 1 + position in the delay heap; 0 when not waiting */
   double deadline;          /* while waiting */
   uint64_t seq;             /* FIFO order among equal deadlines */
+  double added_at;          /* with an observer: when it became dirty */
+  double started_at;        /* with an observer: when get() handed it out */
   unsigned queued : 1, dirty : 1, processing : 1;
+  unsigned has_added_at : 1, has_started_at : 1;
   unsigned prio : 1; /* priority it is queued with, or will be at done() */
   char key[];
 };
@@ -32,6 +35,7 @@ struct k8s_workqueue {
   uint64_t seq;
   int shutting_down;
   struct k8s_workqueue_stats st;
+  const struct k8s_workqueue_observer *obs; /* borrowed; NULL: no timing */
 };
 
 /* {====================================================================
@@ -219,6 +223,10 @@ int k8s_workqueue_add(struct k8s_workqueue *q, const char *key, enum k8s_priorit
   }
   it->dirty = 1;
   q->st.adds++;
+  if (q->obs && q->obs->now && !it->has_added_at) {
+    it->added_at = q->obs->now(q->obs->data);
+    it->has_added_at = 1;
+  }
   if (it->processing) {
     it->prio = (unsigned)p;
     return 1;
@@ -277,6 +285,15 @@ const char *k8s_workqueue_get(struct k8s_workqueue *q)
   it->dirty = 0;
   it->processing = 1;
   q->st.processing++;
+  it->has_started_at = 0;
+  if (q->obs && q->obs->now) {
+    double now = q->obs->now(q->obs->data);
+    if (it->has_added_at && q->obs->queued)
+      q->obs->queued(q->obs->data, it->key, now - it->added_at);
+    it->started_at = now;
+    it->has_started_at = 1;
+  }
+  it->has_added_at = 0;
   return it->key;
 }
 
@@ -286,6 +303,9 @@ int k8s_workqueue_done(struct k8s_workqueue *q, const char *key)
   if (!it || !it->processing) return -1;
   it->processing = 0;
   q->st.processing--;
+  if (it->has_started_at && q->obs && q->obs->now && q->obs->worked)
+    q->obs->worked(q->obs->data, it->key, q->obs->now(q->obs->data) - it->started_at);
+  it->has_started_at = 0;
   if (it->dirty)
     list_push(q, it, (int)it->prio);
   else
@@ -324,6 +344,30 @@ int k8s_workqueue_shutting_down(const struct k8s_workqueue *q)
 void k8s_workqueue_stats(const struct k8s_workqueue *q, struct k8s_workqueue_stats *st)
 {
   *st = q->st;
+}
+
+void k8s_workqueue_set_observer(struct k8s_workqueue *q, const struct k8s_workqueue_observer *o)
+{
+  q->obs = o;
+}
+
+size_t k8s_workqueue_unfinished(const struct k8s_workqueue *q, double now, double *total,
+                                double *longest)
+{
+  size_t i = 0, n = 0;
+  void *v;
+  double sum = 0, max = 0;
+  while (k8s_strmap_next(&q->items, &i, NULL, &v)) {
+    const struct item *it = v;
+    if (!it->processing || !it->has_started_at) continue;
+    double d = now - it->started_at;
+    sum += d;
+    if (d > max) max = d;
+    n++;
+  }
+  if (total) *total = sum;
+  if (longest) *longest = max;
+  return n;
 }
 
 /* }==================================================================== */

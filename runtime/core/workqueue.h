@@ -11,8 +11,17 @@
  * add_rate_limited) become LOW adds when due; a key already waiting keeps the
  * earlier deadline.
  *
+ * Timing (client-go's queue metrics, k8s.io/client-go/util/workqueue
+ * metrics.go): with an observer set (k8s_workqueue_set_observer), an add that
+ * makes a key dirty stamps its add time (kept if already stamped), get()
+ * reports the time the key waited (queue duration) and stamps its processing
+ * start, done() reports the processing time (work duration), and
+ * k8s_workqueue_unfinished sums the running processing times. Without an
+ * observer the queue reads no clock.
+ *
  * Ownership: keys are copied. get() returns a pointer owned by the queue that
- * stays valid until done() of that key. The queue owns its rate limiter. */
+ * stays valid until done() of that key. The queue owns its rate limiter; the
+ * observer is borrowed (it must outlive the queue or be unset first). */
 #ifndef K8S_CORE_WORKQUEUE_H
 #define K8S_CORE_WORKQUEUE_H
 
@@ -90,5 +99,32 @@ int k8s_workqueue_shutting_down(const struct k8s_workqueue *q);
 
 /* Counters (see struct). */
 void k8s_workqueue_stats(const struct k8s_workqueue *q, struct k8s_workqueue_stats *st);
+
+/* The queue's timing hooks. now() returns monotonic seconds (the same clock
+ * as the `now` arguments above); queued() gets the seconds a key waited from
+ * its add to its get() (workqueue_queue_duration_seconds); worked() the
+ * seconds from get() to done() (workqueue_work_duration_seconds). Both run
+ * inside get() / done(), on the caller's thread, and must not call into the
+ * queue. Either may be NULL. */
+struct k8s_workqueue_observer {
+  double (*now)(void *data);
+  void (*queued)(void *data, const char *key, double seconds);
+  void (*worked)(void *data, const char *key, double seconds);
+  void *data;
+};
+
+/* Sets (or with NULL, unsets) the observer. Keys added before it was set
+ * have no add time and report no queue duration; keys handed out before it
+ * was set report no work duration (as client-go, which skips keys it has no
+ * time for). */
+void k8s_workqueue_set_observer(struct k8s_workqueue *q, const struct k8s_workqueue_observer *o);
+
+/* Work in progress at `now` (monotonic seconds) of keys handed out by get()
+ * while an observer was set: *total the sum of their running times
+ * (workqueue_unfinished_work_seconds), *longest the longest one
+ * (workqueue_longest_running_processor_seconds); 0 and 0 when nothing runs.
+ * Returns the number of such keys. O(keys known to the queue). */
+size_t k8s_workqueue_unfinished(const struct k8s_workqueue *q, double now, double *total,
+                                double *longest);
 
 #endif

@@ -176,7 +176,7 @@ static void finish(struct k8s_discovery *d, bool ok)
   if (changed) {
     char n[32];
     snprintf(n, sizeof(n), "%zu", d->cur->nres);
-    k8s_log_v(1, "discovery: served resources changed", "resources", n, NULL);
+    k8s_log_v(1, "discovery: served resources changed", K8S_NUM("resources"), n, NULL);
   }
   struct waiter *w = d->waiters;
   size_t nw = d->nwaiters;

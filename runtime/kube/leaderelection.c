@@ -34,6 +34,7 @@ struct k8s_leader_elector {
   char last_leader[256];
   void (*release_done)(struct k8s_leader_elector *, bool, void *);
   void *release_data;
+  struct k8s_metric *master_status; /* borrowed from cfg.metrics; NULL without */
 };
 
 static void try_acquire_or_renew(struct k8s_loop *loop, void *data);
@@ -70,6 +71,13 @@ static double jittered(struct k8s_leader_elector *le)
   return le->cfg.retry_period * (1.0 + 1.2 * (double)rand() / ((double)RAND_MAX + 1.0));
 }
 
+/* leader_election_master_status{name=<lease>}: 1 leading, 0 not */
+static void set_master_status(struct k8s_leader_elector *le, bool leading)
+{
+  const char *lv[] = {le->name};
+  k8s_metric_set(le->master_status, lv, leading ? 1 : 0);
+}
+
 static void observe_leader(struct k8s_leader_elector *le, const char *holder)
 {
   if (strcmp(le->last_leader, holder) == 0) return;
@@ -83,6 +91,7 @@ static void stop_leading(struct k8s_leader_elector *le, const char *why)
 {
   if (!le->leading) return;
   le->leading = false;
+  set_master_status(le, false);
   if (le->deadline_timer) k8s_loop_timer_cancel(le->loop, le->deadline_timer);
   le->deadline_timer = 0;
   k8s_log(K8S_LOG_ERROR, "leader election: lost the lease", "lease", le->name, "reason", why, NULL);
@@ -109,6 +118,7 @@ static void renewed(struct k8s_leader_elector *le, json_t *lease)
   observe_leader(le, le->identity);
   if (!le->leading) {
     le->leading = true;
+    set_master_status(le, true);
     k8s_log(K8S_LOG_INFO, "leader election: acquired the lease", "lease", le->name, "identity",
             le->identity, NULL);
     if (le->cfg.started_leading) le->cfg.started_leading(le, le->cfg.data);
@@ -251,6 +261,7 @@ void k8s_leader_elector_release(struct k8s_leader_elector *le,
   le->retry_timer = le->deadline_timer = 0;
   bool was_leading = le->leading;
   le->leading = false;
+  if (was_leading) set_master_status(le, false);
   if (!was_leading || !le->observed) {
     if (done) done(le, true, data);
     return;
@@ -297,6 +308,15 @@ struct k8s_leader_elector *k8s_leader_elector_new(struct k8s_client *c,
   le->cfg.namespace = le->ns;
   le->cfg.name = le->name;
   le->cfg.identity = le->identity;
+  if (cfg->metrics) {
+    static const char *const labels[] = {"name", NULL};
+    le->master_status = k8s_metrics_gauge(
+        cfg->metrics, "leader_election_master_status",
+        "Gauge of if the reporting system is master of the relevant lease, 0 indicates backup, 1 "
+        "indicates master. 'name' is the string used to identify the lease. Please make sure to "
+        "group by name.",
+        labels);
+  }
   srand((unsigned)getpid() ^ (unsigned)(k8s_loop_now(le->loop) * 1000));
   return le;
 }
@@ -305,6 +325,7 @@ int k8s_leader_elector_start(struct k8s_leader_elector *le)
 {
   if (le->started) return -EALREADY;
   le->started = true;
+  set_master_status(le, false);
   k8s_log(K8S_LOG_INFO, "leader election: campaigning", "lease", le->name, "namespace", le->ns,
           "identity", le->identity, NULL);
   schedule(le, 0);

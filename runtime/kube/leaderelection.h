@@ -13,13 +13,21 @@
  * Release (on shutdown) PUTs the Lease with holderIdentity cleared so a
  * successor need not wait for the lease to expire.
  *
- * Ownership: the caller owns the elector; it borrows the client; strings in
- * the config are copied. Callbacks run on the loop. */
+ * Metrics: with cfg.metrics, the gauge leader_election_master_status{name}
+ * (client-go's leader metric as controller-runtime registers it,
+ * sigs.k8s.io/controller-runtime pkg/metrics/leaderelection.go; name = the
+ * Lease name, client-go's LeaderElectionConfig.Name) is 0 from start() while
+ * campaigning, 1 while leading, 0 again after losing or releasing the Lease.
+ *
+ * Ownership: the caller owns the elector; it borrows the client and the
+ * metrics registry (which must outlive it); strings in the config are copied.
+ * Callbacks run on the loop. */
 #ifndef SCHEDSIM_KUBE_LEADERELECTION_H
 #define SCHEDSIM_KUBE_LEADERELECTION_H
 
 #include <stdbool.h>
 
+#include "core/metrics.h"
 #include "kube/restclient.h"
 
 struct k8s_leader_elector;
@@ -36,6 +44,7 @@ struct k8s_leader_election_config {
   /* optional: the observed holder changed (identity "" when none) */
   void (*new_leader)(struct k8s_leader_elector *le, const char *identity, void *data);
   void *data;
+  struct k8s_metrics *metrics; /* optional: leader_election_master_status (above) */
 };
 
 /* Creates an idle elector; NULL on invalid config or allocation failure. */

@@ -14,6 +14,7 @@
 
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/process_metrics.h"
 #include "kube/manager.h"
 
 enum phase { PHASE_NEW, PHASE_DISCOVERY, PHASE_SYNCING, PHASE_RUNNING, PHASE_STOPPING };
@@ -224,6 +225,7 @@ static void discovery_first(struct k8s_discovery *d, bool ok, void *data)
         .started_leading = started_leading,
         .stopped_leading = stopped_leading,
         .data = m,
+        .metrics = m->metrics,
     };
     m->elector = k8s_leader_elector_new(m->client, &lc);
     if (!m->elector) {
@@ -269,7 +271,8 @@ int k8s_manager_run(struct k8s_manager *m)
   snprintf(mp, sizeof(mp), "%d", k8s_server_port(m->server, 0));
   snprintf(hp, sizeof(hp), "%d", k8s_server_port(m->server, 1));
   k8s_log(K8S_LOG_INFO, "starting manager", "server", m->cfg->server, "source", m->cfg->source,
-          "namespace", m->ns ? m->ns : "", "metricsPort", mp, "healthPort", hp, NULL);
+          "namespace", m->ns ? m->ns : "", K8S_NUM("metricsPort"), mp, K8S_NUM("healthPort"), hp,
+          NULL);
   m->phase = PHASE_DISCOVERY;
   m->discovery_backoff = 1;
   update_ready(m);
@@ -401,7 +404,7 @@ int k8s_manager_new(const struct k8s_manager_options *opts, struct k8s_manager *
       dup_or(opts->leader_election_namespace, m->cfg->namespace ? m->cfg->namespace : "default");
   m->loop = k8s_loop_new();
   m->metrics = k8s_metrics_new();
-  if (!m->loop || !m->metrics) goto fail;
+  if (!m->loop || !m->metrics || k8s_process_metrics_register(m->metrics) != 0) goto fail;
   m->http = k8s_http_new(m->loop, m->cfg, NULL);
   if (!m->http) goto fail;
   m->client = k8s_client_new(m->http, m->metrics);

@@ -120,7 +120,7 @@ static void enter_backoff(struct k8s_reflector *r, const struct k8s_status *why)
   char b[600], d[32];
   snprintf(d, sizeof(d), "%.2f", delay);
   k8s_log(K8S_LOG_WARN, "reflector: backing off", "resource", r->what, "error",
-          k8s_status_format(why, b, sizeof(b)), "retry_in", d, NULL);
+          k8s_status_format(why, b, sizeof(b)), K8S_NUM("retry_in"), d, NULL);
   set_state(r, K8S_REFLECTOR_BACKOFF, why, false);
   r->backoff_timer = k8s_loop_timer_add(r->loop, delay, backoff_fire, r);
 }
@@ -232,7 +232,7 @@ static void dead_check(struct k8s_loop *loop, void *data)
   char s[32];
   snprintf(s, sizeof(s), "%.0f", idle);
   k8s_log(K8S_LOG_WARN, "reflector: watch stream silent, restarting it", "resource", r->what,
-          "idle_seconds", s, "resourceVersion", r->rv, NULL);
+          K8S_NUM("idle_seconds"), s, "resourceVersion", r->rv, NULL);
   r->stats.dead_streams++;
   cancel_call(r);
   start_watch(r);

@@ -249,8 +249,8 @@ static void deliver(struct k8s_call *call, const struct k8s_http_response *resp)
     snprintf(code, sizeof(code), "%d", res.code);
     snprintf(proto, sizeof(proto), "%ld", resp->http_version);
     snprintf(ms, sizeof(ms), "%.3f", resp->elapsed * 1000);
-    k8s_log_v(4, "request", "method", call->method, "path", call->path, "code", code, "http", proto,
-              "ms", ms, NULL);
+    k8s_log_v(4, "request", "method", call->method, "path", call->path, K8S_NUM("code"), code,
+              K8S_NUM("http"), proto, K8S_NUM("ms"), ms, NULL);
   }
   if (call->watch)
     call->wh.on_done(&res, call->data);

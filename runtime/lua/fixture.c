@@ -83,7 +83,9 @@ static void capture_log(void *ud, enum k8s_log_level level, int v, const char *m
       val = json_boolean(f->i);
       break;
     case K8S_LOG_RAW_JSON:
-      val = k8s_json_parse(f->s, strlen(f->s), NULL, 0);
+    case K8S_LOG_NUMBER: /* a number's text parses as the number */
+      val = f->s ? k8s_json_parse(f->s, strlen(f->s), NULL, 0) : NULL;
+      if (!val && f->s && f->type == K8S_LOG_NUMBER) val = json_string(f->s);
       break;
     }
     json_object_set_new(rec, f->key, val ? val : json_null());

@@ -203,9 +203,10 @@ static void mark_synced(struct k8s_reload *r)
 {
   if (r->synced) return;
   r->synced = true;
-  k8s_manager_set_ready(r->m, GATE, true);
+  /* logged before the gate opens, so the Manager's "ready" line follows it */
   k8s_log(K8S_LOG_INFO, "scripts ConfigMap synced; reconciles may start", "configmap", r->key,
           "revision", r->serving, NULL);
+  k8s_manager_set_ready(r->m, GATE, true);
   if (r->h.ready) r->h.ready(r->h.data);
 }
 
@@ -243,8 +244,8 @@ static void refuse(struct k8s_reload *r, struct job *j)
   snprintf(count, sizeof(count), "%zu", nshown);
   snprintf(skipped, sizeof(skipped), "%zu", nskipped);
   k8s_log(K8S_LOG_WARN, "script set refused; the serving set stays", "configmap", r->key,
-          "revision", j->revision[0] ? j->revision : "", "serving", r->serving, "problems", count,
-          "casesNotRun", skipped, NULL);
+          "revision", j->revision[0] ? j->revision : "", "serving", r->serving, K8S_NUM("problems"),
+          count, K8S_NUM("casesNotRun"), skipped, NULL);
   char note[MAX_NOTE + 1];
   int n = snprintf(note, sizeof(note), "%zu problem%s; %.19s keeps serving:", nshown,
                    nshown == 1 ? "" : "s", r->serving);
@@ -295,8 +296,8 @@ static void handle(struct k8s_reload *r, struct job *j)
   snprintf(since_ms, sizeof(since_ms), "%.1f", (k8s_monotonic() - j->t_event) * 1000);
   snprintf(keys, sizeof(keys), "%zu", j->nov);
   k8s_log(K8S_LOG_INFO, "script set swapped", "configmap", r->key, "revision", r->serving,
-          "previous", previous, "overlaid", keys, "checkMs", check_ms, "sinceEventMs", since_ms,
-          NULL);
+          "previous", previous, K8S_NUM("overlaid"), keys, K8S_NUM("checkMs"), check_ms,
+          K8S_NUM("sinceEventMs"), since_ms, NULL);
   char note[MAX_NOTE + 1];
   snprintf(note, sizeof(note),
            "%s serves now (%zu module%s from this ConfigMap, previous %.19s); every CR is "
@@ -410,7 +411,7 @@ static void kick(struct k8s_reload *r)
   k8s_log(K8S_LOG_INFO,
           cm ? "scripts ConfigMap changed; checking"
              : "no scripts ConfigMap; checking the directory alone",
-          "configmap", r->key, "resourceVersion", rv ? rv : "", "keys", keys, NULL);
+          "configmap", r->key, "resourceVersion", rv ? rv : "", K8S_NUM("keys"), keys, NULL);
   json_decref(cm);
   if (j->msgs.n) { /* binaryData: refused without a check */
     j->outcome = OUT_REFUSED;

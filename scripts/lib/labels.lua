@@ -95,6 +95,18 @@ function M.selector(labels)
   return { matchLabels = copy(labels) }
 end
 
+--- A label set as a selector's text form, keys sorted ("a=1,b=2"): what a
+--- scale subresource's labelSelectorPath gives an autoscaler.
+--- @param labels table<string,string>
+--- @return string
+function M.selector_text(labels)
+  local keys = {}
+  for k in pairs(labels) do keys[#keys + 1] = k end
+  table.sort(keys)
+  for i, k in ipairs(keys) do keys[i] = k .. "=" .. labels[k] end
+  return table.concat(keys, ",")
+end
+
 --- Whether `labels` contains every key/value of `want`.
 --- @param labels table<string,string>|nil
 --- @param want table<string,string>

@@ -726,16 +726,23 @@ function M.reconcile(cr, observed, ctx)
   if s.legacy then
     serving[1] = { name = M.legacy_name(cr), want = s.replicas }
   else
-    for _, st in ipairs(s.stages) do serving[#serving + 1] = { name = M.stage_name(st.stage), want = st.replicas } end
+    for _, st in ipairs(s.stages) do
+      serving[#serving + 1] = { name = M.stage_name(st.stage), want = st.replicas, stage = st.stage }
+    end
   end
   if s.epp.enabled then others[#others + 1] = { name = M.EPP_NAME, want = s.epp.replicas } end
   for _, g in ipairs(s.gateways) do others[#others + 1] = { name = g.name, want = g.replicas } end
 
   local replicas, ready = 0, 0
   local waiting, failed, summary = {}, {}, {}
+  local decode -- status.decode: what the scale subresource reads (kubectl scale, HPA)
   local function check(d, count)
     local dep = names.observed_child(observed, "apps/v1", "Deployment", s.namespace, d.name)
     local r = obj.deployment_readiness(dep)
+    if d.stage == "decode" then
+      decode = { replicas = r.replicas, readyReplicas = r.ready,
+                 selector = labels.selector_text(labels.serving_selector(cr, "decode")) }
+    end
     if count then
       replicas = replicas + r.replicas
       ready = ready + r.ready
@@ -774,6 +781,7 @@ function M.reconcile(cr, observed, ctx)
   local status = {
     replicas = replicas,
     readyReplicas = ready,
+    decode = decode,
     endpoints = endpoints(s, url),
     gatewayURL = url,
     conditions = list,

@@ -40,6 +40,32 @@ int main(void)
                        "\"reconciled\",\"controller\":\"simulatordeployment\",\"key\":"
                        "\"ns/name\",\"reconcileID\":\"3f2a\",\"attempt\":3,\"took\":0.25,"
                        "\"ok\":true,\"obj\":{\"a\":[1]},\"none\":null}\n"));
+  struct k8s_log_field nums[] = {
+      {.key = "code", .type = K8S_LOG_NUMBER, .s = "0"},
+      {.key = "checkMs", .type = K8S_LOG_NUMBER, .s = "220.6"},
+      {.key = "big", .type = K8S_LOG_NUMBER, .s = "-1.5e+06"},
+      {.key = "notANumber", .type = K8S_LOG_NUMBER, .s = "012"},
+      {.key = "alsoNot", .type = K8S_LOG_NUMBER, .s = "1."},
+  };
+  test_cond("numbers as JSON numbers, other text as strings",
+            formats_as(K8S_LOG_INFO, 0, "n", nums, 5,
+                       "{\"ts\":\"2026-01-01T00:00:00.250Z\",\"level\":\"info\",\"msg\":\"n\","
+                       "\"code\":0,\"checkMs\":220.6,\"big\":-1.5e+06,\"notANumber\":\"012\","
+                       "\"alsoNot\":\"1.\"}\n"));
+  {
+    FILE *out = tmpfile();
+    k8s_log_set_output(out);
+    k8s_log(K8S_LOG_INFO, "exiting", K8S_NUM("code"), "1", "port", "8080", NULL);
+    k8s_log_set_output(NULL);
+    char line[256] = "";
+    rewind(out);
+    size_t n = fread(line, 1, sizeof line - 1, out);
+    line[n] = '\0';
+    fclose(out);
+    test_cond("K8S_NUM(key) in k8s_log pairs writes a number, plain keys strings",
+              strstr(line, "\"code\":1,\"port\":\"8080\"}") != NULL);
+    if (!strstr(line, "\"code\":1,")) printf("  got: %s", line);
+  }
   struct k8s_log_field secret[] = {
       {.key = "token", .s = "abc"},
       {.key = "Authorization", .s = "Bearer x"},

@@ -2,6 +2,7 @@
  * (runtime/core/metrics.c): counters, gauges and histograms with label sets,
  * sorting, escaping, re-registration rules, and updates from a second thread
  * while rendering. */
+#include <math.h>
 #include <pthread.h>
 #include <string.h>
 #include "core/metrics.h"
@@ -106,8 +107,78 @@ static void test_threads(void)
   k8s_metrics_free(m);
 }
 
+/* Expected texts are what Go's strconv.FormatFloat(v, 'g', -1, 64) prints
+ * (prometheus/common expfmt writeFloat), checked with Go 1.26. */
+static void test_go_numbers(void)
+{
+  static const struct {
+    double v;
+    const char *go;
+  } cases[] = {
+      {0, "0"},
+      {-0.0, "0"}, /* writeFloat: f == 0 */
+      {1, "1"},
+      {-1, "-1"},
+      {10, "10"},
+      {100, "100"},
+      {0.005, "0.005"},
+      {0.025, "0.025"},
+      {2.5, "2.5"},
+      {123456, "123456"},
+      {999999, "999999"},
+      {1000000, "1e+06"},
+      {1048576, "1.048576e+06"},
+      {1234567, "1.234567e+06"},
+      {1.71e9, "1.71e+09"},
+      {1712345678.91, "1.71234567891e+09"},
+      {0.0001, "0.0001"},
+      {1e-05, "1e-05"},
+      {1.5e-05, "1.5e-05"},
+      {-1.5, "-1.5"},
+      {5.55, "5.55"},
+      {0.1 + 0.2, "0.30000000000000004"},
+      {1e21, "1e+21"},
+      {1e100, "1e+100"},
+      {123456789012345678.0, "1.2345678901234568e+17"},
+      {4.9406564584124654e-324, "5e-324"},
+      {1.7976931348623157e308, "1.7976931348623157e+308"},
+      {65536, "65536"},
+      {33554432, "3.3554432e+07"},
+      {0.000123, "0.000123"},
+      {INFINITY, "+Inf"},
+      {-INFINITY, "-Inf"},
+      {NAN, "NaN"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char buf[64], what[128];
+    size_t n = k8s_metrics_format_value(cases[i].v, buf, sizeof buf);
+    snprintf(what, sizeof what, "number %s as Go writes it", cases[i].go);
+    test_cond_quiet(what, strcmp(buf, cases[i].go) == 0 && n == strlen(cases[i].go));
+    if (strcmp(buf, cases[i].go)) printf("  got %s\n", buf);
+  }
+  char small[4];
+  test_cond("truncates like snprintf",
+            k8s_metrics_format_value(1048576, small, sizeof small) == 12 && !strcmp(small, "1.0"));
+
+  /* in the exposition: le bounds, counters of 100, big counts */
+  struct k8s_metrics *m = k8s_metrics_new();
+  double b[] = {1, 10, 1000000};
+  struct k8s_metric *h = k8s_metrics_histogram(m, "h", "h", NULL, b, 3);
+  struct k8s_metric *c = k8s_metrics_counter(m, "c_total", "c", NULL);
+  for (int i = 0; i < 100; i++)
+    k8s_metric_inc(c, NULL);
+  k8s_metric_observe(h, NULL, 5);
+  char *text = k8s_metrics_render(m, NULL);
+  test_cond("le=\"10\", not 1e+01", text && strstr(text, "h_bucket{le=\"10\"} 1\n"));
+  test_cond("le=\"1e+06\" as Go", text && strstr(text, "h_bucket{le=\"1e+06\"} 1\n"));
+  test_cond("a counter of 100 prints 100", text && strstr(text, "c_total 100\n"));
+  free(text);
+  k8s_metrics_free(m);
+}
+
 int main(void)
 {
+  test_go_numbers();
   test_render();
   test_threads();
   test_report();

@@ -89,10 +89,20 @@ function M.must(args, input, kubeconfig)
   return out
 end
 
---- Decodes JSON text (nil, err on failure).
+-- lua-cjson decodes every number as a float (41234.0); whole numbers become
+-- integers, so a port from a JSON log line concatenates as "41234".
+local function integers(v)
+  if type(v) == "table" then
+    for k, x in pairs(v) do v[k] = integers(x) end
+    return v
+  end
+  return math.type(v) == "float" and math.tointeger(v) or v
+end
+
+--- Decodes JSON text (nil, err on failure); whole numbers as Lua integers.
 function M.decode(text)
   local ok, v = pcall(cjson.decode, text)
-  if ok then return v end
+  if ok then return integers(v) end
   return nil, v
 end
 
