@@ -480,6 +480,17 @@ struct k8s_discovery *k8s_discovery_new(struct k8s_client *c, double interval)
   return d;
 }
 
+void k8s_discovery_set_interval(struct k8s_discovery *d, double interval)
+{
+  if (interval <= 0 || interval == d->interval) return;
+  d->interval = interval;
+  if (d->timer) { /* re-arm with the new interval */
+    k8s_loop_timer_cancel(d->loop, d->timer);
+    d->timer = 0;
+    schedule(d);
+  }
+}
+
 int k8s_discovery_start(struct k8s_discovery *d)
 {
   if (d->started) return -EALREADY;

@@ -43,6 +43,9 @@ void k8s_discovery_free(struct k8s_discovery *d);
 /* Starts the periodic refresh (first refresh at once, unless one already
  * completed: then the next one is `interval` from now). */
 int k8s_discovery_start(struct k8s_discovery *d);
+/* Sets the seconds between periodic refreshes (> 0), re-arming a pending
+ * one (kube/crdwatch.c lengthens it while CRDs are watched). */
+void k8s_discovery_set_interval(struct k8s_discovery *d, double interval);
 /* Refreshes now; done (may be NULL) is called when this refresh completed,
  * with ok false if /api or /apis failed (the old data is kept). If a refresh
  * is already running, done is called when it completes. */

@@ -15,7 +15,12 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/process_metrics.h"
+#include "kube/crdwatch.h"
 #include "kube/manager.h"
+
+/* Seconds between discovery polls while CRDs are watched: only aggregated
+ * APIs (APIService) change without a CRD event. */
+#define DISCOVERY_WATCHED_INTERVAL 600.0
 
 enum phase { PHASE_NEW, PHASE_DISCOVERY, PHASE_SYNCING, PHASE_RUNNING, PHASE_STOPPING };
 
@@ -39,6 +44,7 @@ struct k8s_manager {
   struct k8s_client *client;
   struct k8s_recorder *recorder;
   struct k8s_discovery *discovery;
+  struct k8s_crdwatch *crdwatch; /* refreshes discovery on CRD changes */
   struct k8s_cache *cache;
   struct k8s_server *server;
   struct k8s_leader_elector *elector;
@@ -212,6 +218,10 @@ static void discovery_first(struct k8s_discovery *d, bool ok, void *data)
     return;
   }
   k8s_discovery_start(m->discovery); /* periodic refresh from now on */
+  /* CRD changes refresh discovery at once; the poll becomes the fallback */
+  m->crdwatch = k8s_crdwatch_new(m->client, m->discovery, DISCOVERY_WATCHED_INTERVAL,
+                                 m->o.discovery_interval > 0 ? m->o.discovery_interval : 30);
+  if (m->crdwatch) k8s_crdwatch_start(m->crdwatch);
   m->phase = PHASE_SYNCING;
   for (size_t i = 0; i < m->nrunnables; i++)
     if (setup_one(m, &m->runnables[i])) {
@@ -447,6 +457,7 @@ void k8s_manager_free(struct k8s_manager *m)
     if (m->runnables[i].r.free) m->runnables[i].r.free(m->runnables[i].r.data);
   k8s_leader_elector_free(m->elector);
   k8s_cache_free(m->cache);
+  k8s_crdwatch_free(m->crdwatch);
   k8s_discovery_free(m->discovery);
   k8s_recorder_free(m->recorder);
   k8s_client_free(m->client);

@@ -60,9 +60,7 @@ describe("convergence (e2e)", function()
   local op
 
   local function start_operator()
-    op = cluster.spawn(cluster.bin .. " run --kubeconfig " .. cluster.q(os.getenv("SCHEDSIM_OPERATOR_KUBECONFIG")) ..
-      " --scripts " .. cluster.q(ROOT .. "/scripts") .. " --sync-period 5s" ..
-      " --metrics-bind-address 127.0.0.1:0 --health-probe-bind-address 127.0.0.1:0 -v 1")
+    op = cluster.start_operator({ kubeconfig = true, args = "--sync-period 5s -v 1", wait = false })
     cluster.eventually(60, "the workers to start", function() return op:log_find("starting workers") end)
   end
 
@@ -325,6 +323,10 @@ describe("convergence (e2e)", function()
         local ok = cluster.sh("kubectl get inferencepools.inference.networking.k8s.io late-pool -n " .. SIM)
         return ok
       end)
+      -- noticed through the CRD watch, not the poll (deploy/rbac grants it)
+      assert.is_truthy(op:log_find("CRDs changed; refreshing discovery"),
+        "discovery was not refreshed by the CRD watch")
+      assert.is_nil(op:log_find("cannot watch CustomResourceDefinitions; discovery polls instead"))
     end)
   end)
 end)

@@ -99,6 +99,8 @@ local function expected_triples(controllers)
   end
   add(want, "events.k8s.io", "events", { "create", "patch" }, "Events on the CRs, their series")
   add(want, "", "namespaces", { "list", "watch" }, "the grant labels (doc/security.md)")
+  add(want, "apiextensions.k8s.io", "customresourcedefinitions", { "list", "watch" },
+    "discovery refreshed on CRD changes (runtime/kube/crdwatch.c)")
   add(want, "", "configmaps", { "list", "watch" }, "--scripts-configmap")
   for _, rule in ipairs(epp_rules()) do
     for _, g in ipairs(rule.apiGroups) do
