@@ -157,7 +157,17 @@ function M.resolve(cr)
     selector = not obj.empty(rp.selector) and copy_map(rp.selector) or copy_map(s.proxy.selector),
     failure_mode = str_default(rp.failureMode, "FailClose"),
   }
-  -- a managed pool is the EPP's pool: the operator keeps both names in step
+  -- a managed pool is the EPP's pool: the operator keeps both names in step,
+  -- and two different names given for it are a contradiction, not a choice
+  if managed and s.epp.present then
+    for _, f in ipairs({ { "poolName", "name" }, { "poolNamespace", "namespace" } }) do
+      local given = dig(e, f[1])
+      if is_set(given) and is_set(rp[f[2]]) and given ~= rp[f[2]] then
+        k8s.terminal(("spec.epp.%s %q differs from spec.routing.inferencePool.%s %q; a managed pool is the "
+          .. "EPP's pool: give one of them (or the same value)"):format(f[1], given, f[2], rp[f[2]]))
+      end
+    end
+  end
   if managed then
     s.epp.pool_name, s.epp.pool_namespace = s.pool.name, s.pool.namespace
   end
@@ -228,6 +238,13 @@ local function pool_facts(s, name, namespace)
       for _, tp in ipairs(dig(p.object, "spec", "targetPorts") or {}) do ports[#ports + 1] = tp.number end
     end
     p.target_ports = ports
+    -- the EPP the pool names (v1 endpointPickerRef, v1alpha2 extensionRef)
+    local ref = dig(p.object, "spec", "endpointPickerRef") or dig(p.object, "spec", "extensionRef")
+    if type(ref) == "table" then
+      local port = dig(ref, "port", "number") or dig(ref, "portNumber")
+      p.epp_ref = { name = ref.name, port = port,
+        field = p.version == "v1alpha2" and "spec.extensionRef" or "spec.endpointPickerRef" }
+    end
   end
   return p
 end
@@ -270,8 +287,19 @@ local function epp_children(s, cr, row, p, kv_metric, add)
   local user_args = {}
   local rejected = {}
   for _, bad in ipairs(versions.rejected_args(row, e.args)) do rejected[bad] = true end
+  -- a dropped flag takes its value along: "--flag value" as well as "--flag=value"
+  local skip = false
   for _, a in ipairs(e.args) do
-    if not rejected[a] then user_args[#user_args + 1] = a end
+    if skip then
+      skip = false
+      if a:sub(1, 1) ~= "-" then goto continue end
+    end
+    if rejected[a] then
+      skip = not a:find("=", 1, true)
+    else
+      user_args[#user_args + 1] = a
+    end
+    ::continue::
   end
   local argv = versions.epp_args(row, {
     pool_name = e.pool_name, pool_namespace = e.pool_namespace, pool_group = p.group,
@@ -336,7 +364,14 @@ local function epp_children(s, cr, row, p, kv_metric, add)
   -- RBAC in the pool's namespace, bound only to the Role created here
   local rbac_labels = labels.standard(cr, "epp-rbac")
   local rules = {}
-  for _, r in ipairs(row.rules) do
+  local row_rules = row.rules
+  if e.replicas > 1 and row.ha then
+    -- leader election among the replicas (--ha-enable-leader-election) needs
+    -- the Lease of the pool namespace
+    row_rules = copy_map(row.rules)
+    row_rules[#row_rules + 1] = versions.HA_LEASE_RULE
+  end
+  for _, r in ipairs(row_rules) do
     rules[#rules + 1] = { apiGroups = array(copy_map(r.apiGroups)), resources = array(copy_map(r.resources)),
       verbs = array(copy_map(r.verbs)) }
   end
@@ -543,7 +578,8 @@ function M.reconcile(cr, observed, ctx)
     service = { name = s.proxy.name, namespace = s.sim_ns, port = s.proxy.port },
     serving_port = s.serving_port,
     serving_port_field = s.serving_port_field,
-    epp = { enabled = s.epp.enabled, pool_name = s.epp.pool_name, pool_namespace = s.epp.pool_namespace },
+    epp = { enabled = s.epp.enabled, pool_name = s.epp.pool_name, pool_namespace = s.epp.pool_namespace,
+      name = s.epp.name, port = s.epp.port },
     pool = p,
     pool_applies = routed or s.epp.enabled,
   }

@@ -85,6 +85,15 @@ M.checks = {
       ("the EPP serves InferencePool %s/%s (spec.epp.poolNamespace/poolName) but the route uses %s")
         :format(f.epp.pool_namespace, f.epp.pool_name, pool_key(p))
   end,
+  function(f) -- and an existing pool sends its requests to this EPP
+    local p, ref = f.pool, f.pool.epp_ref
+    if p.managed or not p.object or not ref then return true end
+    if ref.name == f.epp.name and (ref.port == nil or ref.port == f.epp.port) then return true end
+    return false, "EPPRefMismatch",
+      ("InferencePool %s %s names Service %s port %s, but this EPP is Service %s port %d "
+        .. "(spec.epp.name, spec.epp.port)"):format(pool_key(p), ref.field, tostring(ref.name),
+        tostring(ref.port or "(none)"), f.epp.name, f.epp.port)
+  end,
 }
 
 --- Runs M.checks: true, nil, message on success; false, reason, message on

@@ -198,6 +198,11 @@ function M.epp_args(row, p)
   return args
 end
 
+--- The Role rule an EPP electing a leader needs (client-go's leaselock:
+--- get, create, update of its Lease; list and watch for the informer).
+M.HA_LEASE_RULE = { apiGroups = { "coordination.k8s.io" }, resources = { "leases" },
+  verbs = { "get", "list", "watch", "create", "update", "patch" } }
+
 --- Liveness and readiness probes on the health port: TCP for one replica
 --- (as the reference), gRPC health services when several replicas elect a
 --- leader (only the leader is ready).

@@ -247,6 +247,17 @@ local function sim_args(st, c)
   }
   local argv, conflicts = args.build(gen, st.args, { field = st.field .. ".args" })
   for _, m in ipairs(conflicts) do c.add(m) end
+  -- data-parallel ranks serve on --port + rank (llm-d-inference-sim
+  -- --data-parallel-size, 1..8): the Service and the pool carry one port,
+  -- so more than one rank would be half-served; refused, naming the field
+  for _, p in ipairs(args.parse(st.args)) do
+    local n = (p.name == "data-parallel-size" or p.name == "dp") and tonumber(p.value)
+    if n and n > 1 then
+      c.add(string.format("%s.args: %s asks for %d data-parallel ranks on ports %d-%d; the Service and the "
+        .. "InferencePool expose one serving port (%s.port): run %d replicas instead", st.field, p.raw, n,
+        st.port, st.port + n - 1, st.field, n))
+    end
+  end
   return argv
 end
 
@@ -480,9 +491,12 @@ local function epp_children(cr, s, out, pool_served)
       obj.container_port("grpc", e.port), obj.container_port("grpc-health", e.port + 1),
       obj.container_port("metrics", M.EPP_METRICS_PORT),
     }),
-    livenessProbe = obj.grpc_probe(e.port + 1, "inference-extension",
+    -- with leader election only the leader serves "inference-extension"
+    -- and "readiness"; "liveness" answers on every replica, so a follower is
+    -- not ready but not restarted either
+    livenessProbe = obj.grpc_probe(e.port + 1, e.replicas > 1 and "liveness" or "inference-extension",
       { initialDelaySeconds = 5, periodSeconds = 10, timeoutSeconds = 1, failureThreshold = 3 }),
-    readinessProbe = obj.grpc_probe(e.port + 1, "inference-extension",
+    readinessProbe = obj.grpc_probe(e.port + 1, e.replicas > 1 and "readiness" or "inference-extension",
       { periodSeconds = 2, timeoutSeconds = 1, failureThreshold = 3 }),
     resources = obj.resources(e.resources),
     volumeMounts = obj.array({ { name = "plugins-config", mountPath = "/config" } }),

@@ -294,6 +294,12 @@ describe("SchedulerInstall e2e", function()
       { "should be less than or equal to 65535", function(s) s.proxyService.targetPort = 70000 end },
       { "should be greater than or equal to 1", function(s) s.epp.port = 0 end },
       { "Unsupported value", function(s) s.routing.fallback = "Random" end },
+      -- child names and counts are checked at apply, naming the field
+      { "spec.proxyService.name: Invalid value", function(s) s.proxyService.name = "Bad_Name" end },
+      { "spec.epp.name: Invalid value", function(s) s.epp.name = "9epp" end },
+      { "spec.gateway.className: Invalid value", function(s) s.gateway.className = "Not A Class" end },
+      { "spec.gateway.listenerProtocol: Unsupported value", function(s) s.gateway.listenerProtocol = "QUIC" end },
+      { "spec.epp.replicas: Invalid value", function(s) s.epp.replicas = 2147483647 end },
     }
     for _, r in ipairs(refused) do
       it("refuses: " .. r[1], function()

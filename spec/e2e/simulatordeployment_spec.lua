@@ -132,6 +132,9 @@ describe("SimulatorDeployment e2e", function()
       { "Istio gateway name collision", { gateway = { enabled = true, className = "istio" },
           inferenceGateway = { enabled = true, istio = { enabled = true } } }, "spec.gateway.routeName" },
       { "unknown service type", { service = { type = "ExternalName" } }, "spec.service.type" },
+      { "a Service name that is no DNS label", { service = { name = "Bad_Name" } }, "spec.service.name" },
+      { "2147483647 decode replicas", { decode = { enabled = true, replicas = 2147483647 } }, "spec.decode.replicas" },
+      { "11 EPP replicas", { epp = { enabled = true, replicas = 11 } }, "spec.epp.replicas" },
     }
     for _, case in ipairs(bad) do
       it("rejects " .. case[1] .. ", naming " .. case[3], function()
