@@ -242,6 +242,21 @@ function Set:list(now)
   return M.merge(prev, self.items, now, gen)
 end
 
+--- Reasons that say "on its way", not "something is wrong": a Ready=False
+--- transition with one of them is a Normal Event, never a Warning (Events
+--- are Warnings only for what a person should look at).
+M.PROGRESS_REASONS = { Pending = true, RollingOut = true, EPPDeploymentPending = true,
+  EPPRollingOut = true, NoEPPEndpoints = true }
+
+--- The Event type for a transition `t` (see M.transitions): Normal when the
+--- condition became True or its reason is progress, else Warning.
+--- @param t table
+--- @return string
+function M.event_type(t)
+  if t.to == "True" or M.PROGRESS_REASONS[t.reason] then return "Normal" end
+  return "Warning"
+end
+
 --- Conditions whose status changed against `previous` (for Events): a list of
 --- `{ type, from, to, reason, message }`, `from` nil when the type is new.
 --- @param previous Condition[]|nil

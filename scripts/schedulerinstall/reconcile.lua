@@ -522,7 +522,16 @@ local function epp_condition(s, observed, row)
   end
   local ha = e.replicas > 1 and row.ha ~= nil
   local need = ha and 1 or rd.desired
-  if not rd.current or rd.ready < need or rd.updated < rd.desired then
+  -- a rollout in progress says so, rather than "n/n ready, not available"
+  if not rd.current then
+    return "False", "EPPRollingOut", ("Deployment %s: generation %s not yet observed by its controller")
+      :format(dkey, tostring(dig(dep, "metadata", "generation")))
+  end
+  if rd.updated < rd.desired then
+    return "False", "EPPRollingOut", ("Deployment %s: rolling out, %d/%d replicas updated")
+      :format(dkey, rd.updated, rd.desired)
+  end
+  if rd.ready < need then
     return "False", "EPPNotAvailable",
       ("Deployment %s: %d/%d replicas ready%s"):format(dkey, rd.ready, rd.desired,
         ha and " (leader election: one ready leader suffices)" or "")
@@ -819,8 +828,7 @@ function M.reconcile(cr, observed, ctx)
   local prev = dig(cr, "status", "conditions")
   for _, t in ipairs(conditions.transitions(prev, list)) do
     if t.type == "Ready" then
-      events[#events + 1] = { type = t.to == "True" and "Normal" or "Warning", reason = t.reason,
-        message = t.message }
+      events[#events + 1] = { type = conditions.event_type(t), reason = t.reason, message = t.message }
     end
   end
 

@@ -808,7 +808,7 @@ function M.reconcile(cr, observed, ctx)
     if t.type == "Ready" and t.to == "True" then
       events[#events + 1] = { type = "Normal", reason = "Ready", message = t.message }
     elseif t.type == "Ready" and t.from == "True" then
-      events[#events + 1] = { type = "Warning", reason = t.reason, message = t.message }
+      events[#events + 1] = { type = conditions.event_type(t), reason = t.reason, message = t.message }
     elseif t.type == "Degraded" and t.to == "True" then
       events[#events + 1] = { type = "Warning", reason = t.reason, message = t.message }
     end
