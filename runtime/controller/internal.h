@@ -273,6 +273,12 @@ void ctl_advance(struct rec *r);
 /* The lk_write_memory lookup over all->records (ud: struct controllers). */
 int ctl_record_lookup(void *ud, const char *api_version, const char *kind, const char *ns,
                       const char *name, const char **owner, const char **rv_after);
+/* Claims the children r's engine run decided to apply (records with no
+ * content, for EXPECTATION_TTL at most): until r's applies replace them, a
+ * reconcile of another CR sees those names as being written for r's CR. */
+void ctl_claim_children(struct rec *r);
+/* Drops the claims of r that no apply replaced (r is complete). */
+void ctl_release_claims(struct rec *r);
 /* Forgets the status record of key (the CR is gone). */
 void ctl_record_forget_status(struct ctl *c, const char *key);
 /* Frees every record. */

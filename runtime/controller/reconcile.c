@@ -85,6 +85,7 @@ static void complete(struct rec *r)
                                  {"ms", K8S_LOG_REAL, NULL, 0, (now - r->t0) * 1000},
                                  {"writes", K8S_LOG_INT, NULL, r->writes, 0}};
   ctl_logf(K8S_LOG_DEBUG, 1, c, r->key, r->id, "reconciled", done, 3);
+  ctl_release_claims(r);
   k8s_workqueue_done(c->q, r->key);
   c->inflight--;
   ctl_sync_queue_metrics(c);
@@ -293,6 +294,8 @@ void ctl_reconcile_key(struct ctl *c, const char *key)
   } else if ((r->fin = ctl_has_finalizer(r->cr)) || !obj->deleting) {
     lk_owner_value(r->cr, r->owner);
     run_engine(c, r);
+    if (r->st == 0 && !r->res.finalizing && r->outcome != OUT_REFUSED && r->outcome != OUT_CONFLICT)
+      ctl_claim_children(r);
     r->phase = PHASE_PROBE;
   }
   ctl_advance(r);

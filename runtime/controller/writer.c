@@ -84,6 +84,37 @@ int ctl_record_lookup(void *ud, const char *api_version, const char *kind, const
   return 1;
 }
 
+/* A claim is a record with empty content: the child is about to be written
+ * for r's CR (its probe and prerequisites come first), so a concurrent
+ * reconcile of another CR that wants the same name sees a Conflict before
+ * either writes. An apply replaces it by the real record. */
+#define CLAIM ""
+
+void ctl_claim_children(struct rec *r)
+{
+  struct controllers *all = r->c->all;
+  for (size_t i = 0; i < r->res.nchildren; i++) {
+    const struct lk_child *ch = &r->res.children[i];
+    if (ch->action != LK_CHILD_APPLY) continue;
+    char id[600];
+    child_id(ch->api_version, ch->kind, ch->ns, ch->name, id, sizeof(id));
+    if (record_get(all, id)) continue; /* written (or claimed) already */
+    record_set(all, id, r->owner, CLAIM, "");
+  }
+}
+
+void ctl_release_claims(struct rec *r)
+{
+  struct controllers *all = r->c->all;
+  for (size_t i = 0; r->have_res && i < r->res.nchildren; i++) {
+    const struct lk_child *ch = &r->res.children[i];
+    char id[600];
+    child_id(ch->api_version, ch->kind, ch->ns, ch->name, id, sizeof(id));
+    struct record *e = k8s_strmap_get(&all->records, id);
+    if (e && !strcmp(e->content, CLAIM) && !strcmp(e->owner, r->owner)) record_drop(all, id);
+  }
+}
+
 void ctl_record_forget_status(struct ctl *c, const char *key)
 {
   char id[600];
