@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/strmap.h"
 #include "kube/discovery.h"
 #include "kube/informer.h"
@@ -61,6 +62,7 @@ struct k8s_cache {
   struct k8s_client *c;
   struct k8s_discovery *d;
   char *ns, *labels, *field_manager; /* ns: the namespaces, cut in place at the commas */
+  struct k8s_metric *objects;        /* schedsim_cache_objects, or NULL */
   char **nsv;                        /* the namespaces, pointing into ns */
   size_t nns;
   double dead_stream_timeout;
@@ -86,6 +88,10 @@ static void store_cb(void *ud, enum k8s_store_event ev, const struct k8s_object 
 {
   struct k8s_informer *inf = ud;
   if (ev == K8S_STORE_UNCHANGED) return;
+  if (ev != K8S_STORE_UPDATED && inf->cache && inf->cache->objects) {
+    const char *lv[] = {inf->cache_key};
+    k8s_metric_set(inf->cache->objects, lv, (double)k8s_store_len(inf->store));
+  }
   inf->dispatching++;
   size_t n = inf->nregs; /* handlers added during dispatch wait for the next event */
   for (size_t i = 0; i < n; i++) {
@@ -390,6 +396,12 @@ struct k8s_cache *k8s_cache_new(struct k8s_client *c, struct k8s_discovery *d,
     cache->labels =
         opts->label_selector && *opts->label_selector ? strdup(opts->label_selector) : NULL;
     cache->dead_stream_timeout = opts->dead_stream_timeout;
+    if (opts->metrics) {
+      static const char *const labels[] = {"kind", NULL};
+      cache->objects =
+          k8s_metrics_gauge(opts->metrics, "schedsim_cache_objects",
+                            "Objects held in the informer cache, by apiVersion/kind.", labels);
+    }
     cache->field_manager = opts->field_manager ? strdup(opts->field_manager) : NULL;
   }
   return cache;

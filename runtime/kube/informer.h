@@ -92,6 +92,8 @@ struct k8s_reflector *k8s_informer_reflector(struct k8s_informer *inf);
 
 /* ---- Cache ------------------------------------------------------------------ */
 
+struct k8s_metrics;
+
 struct k8s_cache_options {
   const char *namespace;      /* restrict namespaced kinds to these namespaces ("a" or "a,b,c",
                                  one list+watch each); NULL: all */
@@ -100,6 +102,9 @@ struct k8s_cache_options {
   /* every Store keeps the field set this manager applied to each object
    * (store.h, k8s_object.managed); NULL: none */
   const char *field_manager;
+  /* the gauge schedsim_cache_objects{kind="apiVersion/kind"} is registered
+   * here and follows every Store of the Cache; NULL: none */
+  struct k8s_metrics *metrics;
 };
 
 /* Creates a cache resolving kinds through d (borrowed; may be NULL, then only

@@ -424,7 +424,8 @@ int k8s_manager_new(const struct k8s_manager_options *opts, struct k8s_manager *
   m->discovery = k8s_discovery_new(m->client, m->o.discovery_interval);
   struct k8s_cache_options cacheo = {.namespace = m->ns,
                                      .dead_stream_timeout = m->o.dead_stream_timeout,
-                                     .field_manager = K8S_FIELD_MANAGER};
+                                     .field_manager = K8S_FIELD_MANAGER,
+                                     .metrics = m->metrics};
   m->cache = k8s_cache_new(m->client, m->discovery, &cacheo);
   if (!m->discovery || !m->cache) goto fail;
   m->o.kubeconfig = m->kubeconfig;
