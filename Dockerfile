@@ -24,9 +24,13 @@ COPY CMakeLists.txt ./
 COPY cmake/ cmake/
 COPY runtime/ runtime/
 COPY scripts/ scripts/
+# `version` reports this commit (no .git in the context):
+#   docker build --build-arg SCHEDSIM_GIT_COMMIT=$(git rev-parse HEAD) .
+ARG SCHEDSIM_GIT_COMMIT=unknown
 # installs bin/schedsim-operator and the bundled scripts in
 # share/schedsim-operator/scripts, where the binary looks for them
 RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=/opt/schedsim \
+    -DSCHEDSIM_GIT_COMMIT="${SCHEDSIM_GIT_COMMIT}" \
     && cmake --build /build -j"$(nproc)" --target schedsim-operator \
     && cmake --install /build --strip
 

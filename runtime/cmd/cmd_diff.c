@@ -24,9 +24,13 @@
  * then its children by kind, namespace, name):
  *   --- Deployment.apps/v1 ns/name (live)
  *   +++ Deployment.apps/v1 ns/name (after apply)
- *   - spec.replicas: 2
- *   + spec.replicas: 3
- * Lines come from diff_tree.h (field paths, server-set fields ignored).
+ *   @@ -30,7 +30,7 @@
+ *   -  replicas: 2
+ *   +  replicas: 3
+ * a unified diff of the object's YAML (udiff.h, server-set fields dropped),
+ * or with -o paths one line per changed field path (diff_tree.h:
+ * "- spec.replicas: 2"). With KUBECTL_EXTERNAL_DIFF set, the objects go to
+ * that program's LIVE and MERGED directories instead (udiff.h).
  * Exit codes (kubectl diff's): 0 no differences, 1 differences, 2 usage or
  * input error (unreadable file, unknown kind, a CR the server rejects), 3
  * failure talking to the cluster (or a child the server would reject). */
@@ -40,6 +44,7 @@
 #include "cmd/cmd.h"
 #include "cmd/crinput.h"
 #include "cmd/diff_tree.h"
+#include "cmd/udiff.h"
 #include "controller/live.h"
 #include "core/buf.h"
 #include "core/json.h"
@@ -82,6 +87,8 @@ struct diffctx {
   struct kstore *ks;
   size_t nks;
   const char *field_manager;
+  int paths;               /* -o paths: field-path lines (diff_tree.h); else unified */
+  struct ud_external *ext; /* KUBECTL_EXTERNAL_DIFF set: the LIVE/MERGED directories */
 };
 
 static volatile int interrupted;
@@ -333,7 +340,7 @@ static void header(struct k8s_buf *b, const char *av, const char *kind, const ch
 static void add_section(struct output *o, const char *sortkey, struct k8s_buf *head,
                         struct k8s_buf *lines, size_t nlines)
 {
-  if (!nlines) return;
+  if (!nlines || !lines->len) return; /* no lines: the external program shows it */
   struct section *nv = realloc(o->v, (o->n + 1) * sizeof(*nv));
   if (!nv) return;
   o->v = nv;
@@ -362,6 +369,30 @@ static void flush_sections(struct output *o)
   o->v = NULL;
   o->n = 0;
   fflush(stdout);
+}
+
+/* The change of one object (before or after NULL: created / removed) as
+ * lines of the chosen output: a unified diff of the two YAML texts, the
+ * field-path lines of -o paths, or, with KUBECTL_EXTERNAL_DIFF, nothing here
+ * and the two sides written to its directories. Returns the number of
+ * changed lines (1 for a changed object in the external mode), 0 when equal. */
+static size_t object_diff(struct diffctx *x, const json_t *before, const json_t *after, int flags,
+                          const char *av, const char *kind, const char *ns, const char *name,
+                          struct k8s_buf *lines)
+{
+  if (x->paths && !x->ext) return dt_diff(before, after, flags, "", lines);
+  char *a = ud_object_yaml(before, flags), *b = ud_object_yaml(after, flags);
+  size_t n = 0;
+  if (a && b && x->ext) {
+    n = strcmp(a, b) != 0;
+    if (n) ud_external_add(x->ext, av, kind, ns, name, before ? a : NULL, after ? b : NULL);
+  } else if (a && b) {
+    n = ud_diff(a, b, 3, lines);
+    if (n == (size_t)-1) n = 0;
+  }
+  free(a);
+  free(b);
+  return n;
 }
 
 static void child_sortkey(char *buf, size_t len, int group, const char *kind, const char *ns,
@@ -442,7 +473,8 @@ static int diff_one(struct diffctx *x, struct lk_engine *e, struct input *in)
     struct k8s_buf head = {0}, lines = {0};
     header(&head, cr_sget(in->applied, "apiVersion"), cr_sget(in->applied, "kind"), ns, name,
            in->live ? "live" : "absent", in->live ? "after apply" : "created");
-    size_t n = dt_diff(in->live, after, 0, "", &lines);
+    size_t n = object_diff(x, in->live, after, 0, cr_sget(in->applied, "apiVersion"),
+                           cr_sget(in->applied, "kind"), ns, name, &lines);
     add_section(&out, "0", &head, &lines, n);
     changed += n > 0;
     k8s_buf_free(&head);
@@ -499,7 +531,8 @@ static int diff_one(struct diffctx *x, struct lk_engine *e, struct input *in)
     } else {
       header(&head, ch->api_version, ch->kind, ch->ns, ch->name, live ? "live" : "absent",
              live ? "after apply" : "created");
-      size_t n = dt_diff(live, calls[j].obj, DT_IGNORE_STATUS, "", &lines);
+      size_t n = object_diff(x, live, calls[j].obj, DT_IGNORE_STATUS, ch->api_version, ch->kind,
+                             ch->ns, ch->name, &lines);
       add_section(&out, sk, &head, &lines, n);
       changed += n > 0;
     }
@@ -520,7 +553,8 @@ static int diff_one(struct diffctx *x, struct lk_engine *e, struct input *in)
     struct k8s_buf head = {0}, lines = {0};
     child_sortkey(sk, sizeof(sk), 2, ref->kind, ref->ns, ref->name, ref->api_version);
     header(&head, ref->api_version, ref->kind, ref->ns, ref->name, "live", "pruned");
-    size_t n = dt_diff(live, NULL, DT_IGNORE_STATUS, "", &lines);
+    size_t n = object_diff(x, live, NULL, DT_IGNORE_STATUS, ref->api_version, ref->kind, ref->ns,
+                           ref->name, &lines);
     if (!n) {
       k8s_buf_adds(&lines, "- (the whole object)\n");
       n = 1;
@@ -571,16 +605,22 @@ static void usage(FILE *out)
           "apply (server-side apply with dryRun=All, field manager schedsim-operator),\n"
           "the children they would delete, and the status they would write. Nothing is\n"
           "written.\n\n"
-          "  -f, --filename FILE      CR file (YAML or JSON, several documents, List)\n"
+          "  -f, --filename FILE      CR file (YAML or JSON, several documents, List), - for\n"
+          "                           stdin, or a directory (its .yaml/.yml/.json, recursively)\n"
           "  --scripts DIR            script set (default: beside the binary)\n"
           "  --kubeconfig FILE        kubeconfig (default: $KUBECONFIG, ~/.kube/config)\n"
           "  --context NAME           kubeconfig context\n"
           "  -n, --namespace NS       namespace of CRs without one (default: the context's)\n"
           "  --field-manager NAME     field manager of the CR's dry-run apply (default "
           "kubectl)\n"
+          "  -o, --output FORMAT      unified (default: diff -u of each object's YAML) or\n"
+          "                           paths (one line per changed field path)\n"
           "  -v N                     log verbosity\n\n"
+          "KUBECTL_EXTERNAL_DIFF, as for kubectl diff: run that program (first word; the\n"
+          "others are its arguments) on two directories LIVE and MERGED holding one YAML\n"
+          "file per changed object (<group>.<version>.<Kind>.<namespace>.<name>).\n\n"
           "Exit codes: 0 no differences, 1 differences, 2 usage or input error, 3 cluster "
-          "error.\n");
+          "error (or the external program failed).\n");
 }
 
 int cmd_diff(int argc, char **argv)
@@ -591,6 +631,7 @@ int cmd_diff(int argc, char **argv)
                                        {"context", required_argument, NULL, 'c'},
                                        {"namespace", required_argument, NULL, 'n'},
                                        {"field-manager", required_argument, NULL, 'm'},
+                                       {"output", required_argument, NULL, 'o'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
   const char *files[MAX_ARGS];
@@ -599,7 +640,8 @@ int cmd_diff(int argc, char **argv)
   struct diffctx x = {.field_manager = "kubectl"};
   int verbosity = 0, c;
   optind = 1;
-  while ((c = getopt_long(argc, argv, "f:n:v:h", opts, NULL)) != -1) {
+  const char *output = "unified";
+  while ((c = getopt_long(argc, argv, "f:n:o:v:h", opts, NULL)) != -1) {
     switch (c) {
     case 'f':
       if (nfiles < MAX_ARGS) files[nfiles++] = optarg;
@@ -619,6 +661,9 @@ int cmd_diff(int argc, char **argv)
     case 'm':
       x.field_manager = optarg;
       break;
+    case 'o':
+      output = optarg;
+      break;
     case 'v':
       verbosity = atoi(optarg);
       break;
@@ -630,11 +675,13 @@ int cmd_diff(int argc, char **argv)
       return EXIT_INPUT;
     }
   }
-  if (optind < argc || !nfiles) {
+  if (optind < argc || !nfiles || (strcmp(output, "unified") && strcmp(output, "paths"))) {
     if (optind < argc)
       fprintf(stderr, "%s: unexpected argument %s\n", prog, argv[optind]);
-    else
+    else if (!nfiles)
       fprintf(stderr, "%s: give at least one -f CR.yaml\n", prog);
+    else
+      fprintf(stderr, "%s: -o must be unified or paths\n", prog);
     usage(stderr);
     return EXIT_INPUT;
   }
@@ -674,9 +721,13 @@ int cmd_diff(int argc, char **argv)
   struct input *inputs = NULL;
   size_t ninputs = 0;
   json_t *docs = json_array();
-  for (size_t f = 0; rc == 0 && f < nfiles; f++) {
+  /* -f: files, "-" (stdin) and directories (recursively) */
+  struct cr_file *paths = NULL;
+  size_t npaths = 0;
+  if (cr_expand_files(prog, (char *const *)files, nfiles, &paths, &npaths) != 0) rc = EXIT_INPUT;
+  for (size_t f = 0; rc == 0 && f < npaths; f++) {
     json_array_clear(docs);
-    if (cr_load_docs(prog, files[f], docs) != 0) {
+    if (cr_load_docs(prog, paths[f].path, docs) != 0) {
       rc = EXIT_INPUT;
       break;
     }
@@ -684,7 +735,8 @@ int cmd_diff(int argc, char **argv)
     json_t *d;
     json_array_foreach(docs, k, d)
     {
-      const struct lk_controller_decl *ctl = cr_check(prog, e, files[f], k + 1, d);
+      if (cr_skip_foreign(prog, e, &paths[f], k + 1, d)) continue;
+      const struct lk_controller_decl *ctl = cr_check(prog, e, paths[f].name, k + 1, d);
       if (!ctl) {
         rc = EXIT_INPUT;
         break;
@@ -696,7 +748,7 @@ int cmd_diff(int argc, char **argv)
         json_object_set_new(md, "namespace", json_string(def_ns));
       else if (ns_flag && strcmp(ns, ns_flag)) {
         fprintf(stderr, "%s: %s: document %zu: metadata.namespace %s does not match -n %s\n", prog,
-                files[f], k + 1, ns, ns_flag);
+                paths[f].name, k + 1, ns, ns_flag);
         json_decref(cr);
         rc = EXIT_INPUT;
         break;
@@ -708,7 +760,7 @@ int cmd_diff(int argc, char **argv)
         break;
       }
       inputs = ni;
-      inputs[ninputs++] = (struct input){files[f], k + 1, cr, NULL, NULL, ctl, NULL};
+      inputs[ninputs++] = (struct input){paths[f].name, k + 1, cr, NULL, NULL, ctl, NULL};
     }
   }
   json_decref(docs);
@@ -793,10 +845,25 @@ int cmd_diff(int argc, char **argv)
   }
 
   int differences = 0;
+  x.paths = !strcmp(output, "paths");
+  const char *external = getenv("KUBECTL_EXTERNAL_DIFF");
+  if (rc == 0 && external && *external && !(x.ext = ud_external_new())) {
+    fprintf(stderr, "%s: KUBECTL_EXTERNAL_DIFF: cannot make the directories\n", prog);
+    rc = EXIT_CLUSTER;
+  }
   for (size_t i = 0; rc == 0 && i < ninputs; i++) {
     int n = diff_one(&x, e, &inputs[i]);
     if (n < 0) rc = EXIT_CLUSTER;
     if (n > 0) differences = 1;
+  }
+  if (x.ext) { /* the program shows the objects; its exit status says whether they differ */
+    int st = ud_external_run(x.ext, external);
+    x.ext = NULL;
+    if (rc == 0 && (st < 0 || st > 1)) {
+      fprintf(stderr, "%s: KUBECTL_EXTERNAL_DIFF %s: exit %d\n", prog, external, st);
+      rc = EXIT_CLUSTER;
+    } else if (st == 1)
+      differences = 1;
   }
   if (interrupted) {
     fprintf(stderr, "%s: interrupted\n", prog);
@@ -809,6 +876,7 @@ int cmd_diff(int argc, char **argv)
     json_decref(inputs[i].applied);
   }
   free(inputs);
+  cr_free_files(paths, npaths);
   for (size_t i = 0; i < x.nks; i++)
     k8s_store_free(x.ks[i].store);
   free(x.ks);

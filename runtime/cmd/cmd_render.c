@@ -49,7 +49,11 @@ static void usage(FILE *out)
                "with status, pools, routes ...); --without-kind makes discovery say a kind is\n"
                "not served. The CRs are checked against the structural schema of their CRD\n"
                "(types, unknown fields, enums, bounds) from --crds DIR, default the crds/\n"
-               "directory beside the script set, when there is one.\n");
+               "directory beside the script set, when there is one.\n\n"
+               "-f takes a file (YAML or JSON, several documents, List), - for standard\n"
+               "input, or a directory: every .yaml, .yml and .json file below it, sorted;\n"
+               "there, documents of kinds no controller reconciles are skipped with a note.\n"
+               "Unquoted yes/no/on/off/y/n are booleans, as kubectl reads them.\n");
 }
 
 static int has_ext(const char *n)
@@ -230,21 +234,29 @@ int cmd_render(int argc, char **argv)
       rc = 2;
     }
   }
-  for (size_t f = 0; rc == 0 && f < nfiles; f++) {
+  /* -f: files, "-" (stdin) and directories (recursively) */
+  struct cr_file *paths = NULL;
+  size_t npaths = 0;
+  if (rc == 0 && cr_expand_files("schedsim-operator render", (char *const *)files, nfiles, &paths,
+                                 &npaths) != 0)
+    rc = 2;
+  for (size_t f = 0; rc == 0 && f < npaths; f++) {
     json_t *docs = json_array();
-    if (cr_load_docs("schedsim-operator render", files[f], docs) != 0) rc = 2;
+    if (cr_load_docs("schedsim-operator render", paths[f].path, docs) != 0) rc = 2;
     json_t *d;
     json_array_foreach(docs, k, d)
     {
       if (rc) break;
+      if (cr_skip_foreign("schedsim-operator render", e, &paths[f], k + 1, d)) continue;
       const struct lk_controller_decl *ctl =
-          cr_check("schedsim-operator render", e, files[f], k + 1, d);
+          cr_check("schedsim-operator render", e, paths[f].name, k + 1, d);
       if (!ctl) {
         rc = 2;
         break;
       }
       if (ds_check(schemas, d, err, sizeof(err)) != 0) {
-        fprintf(stderr, "schedsim-operator render: %s: document %zu: %s\n", files[f], k + 1, err);
+        fprintf(stderr, "schedsim-operator render: %s: document %zu: %s\n", paths[f].name, k + 1,
+                err);
         rc = 2;
         break;
       }
@@ -261,9 +273,10 @@ int cmd_render(int argc, char **argv)
         break;
       }
       inputs = ni;
-      inputs[ninputs++] = (struct input){files[f], k + 1, cr, ctl};
+      inputs[ninputs++] = (struct input){paths[f].name, k + 1, cr, ctl};
       if (lk_memsource_add(ms, cr, err, sizeof(err)) != 0) {
-        fprintf(stderr, "schedsim-operator render: %s: document %zu: %s\n", files[f], k + 1, err);
+        fprintf(stderr, "schedsim-operator render: %s: document %zu: %s\n", paths[f].name, k + 1,
+                err);
         rc = 2;
       }
     }
@@ -328,6 +341,7 @@ int cmd_render(int argc, char **argv)
   for (size_t i = 0; i < ninputs; i++)
     json_decref(inputs[i].cr);
   free(inputs);
+  cr_free_files(paths, npaths);
   json_decref(obs);
   json_decref(children);
   json_decref(statuses);

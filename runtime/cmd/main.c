@@ -35,6 +35,8 @@ int main(int argc, char **argv)
     usage(stdout);
     return 0;
   }
+  if (!strcmp(argv[1], "--version")) /* the habit of most CLIs */
+    return cmd_version(argc - 1, argv + 1);
   for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
     if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
   fprintf(stderr, "schedsim-operator: unknown command %s\n", argv[1]);

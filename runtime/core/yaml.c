@@ -158,6 +158,7 @@ struct loader {
   size_t nanchors, anchors_cap;
   size_t expanded; /* nodes in the current document, aliases expanded */
   int failed;
+  unsigned flags; /* K8S_YAML_* */
 };
 
 static void fail_at(struct loader *ld, yaml_mark_t mark, const char *fmt, ...)
@@ -245,6 +246,10 @@ static json_t *load_scalar(struct loader *ld, yaml_event_t *ev)
   int plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
   enum scalar_kind kind = S_STRING, seen = classify_plain(s, n);
   int ok = 1;
+  if (!tag && plain && (ld->flags & K8S_YAML_11_BOOLS) && eq_any(s, n, yaml11_bool_words)) {
+    /* y/yes/on (any of their spellings) true, n/no/off false */
+    return json_boolean(s[0] == 'y' || s[0] == 'Y' || (n == 2 && (s[1] == 'n' || s[1] == 'N')));
+  }
   if (!tag) {
     kind = plain ? seen : S_STRING;
   } else if (strcmp(tag, "!") == 0 || strcmp(tag, YAML_STR_TAG) == 0 ||
@@ -476,7 +481,14 @@ static json_t *load_node(struct loader *ld, yaml_event_t *ev, int depth, size_t 
 
 json_t *k8s_yaml_load(const char *text, size_t len, const char *filename, char *err, size_t errlen)
 {
-  struct loader ld = {.filename = filename ? filename : "<input>", .err = err, .errlen = errlen};
+  return k8s_yaml_load_flags(text, len, filename, 0, err, errlen);
+}
+
+json_t *k8s_yaml_load_flags(const char *text, size_t len, const char *filename, unsigned flags,
+                            char *err, size_t errlen)
+{
+  struct loader ld = {
+      .filename = filename ? filename : "<input>", .err = err, .errlen = errlen, .flags = flags};
   json_t *docs = json_array();
   yaml_event_t ev;
   if (err && errlen) err[0] = '\0';

@@ -5,7 +5,8 @@
  * integers (with sign; 0x.. and 0o.. too) -> integers (beyond int64 -> real),
  * floats (1.5, .5, 1e3, -2.0E-3) -> reals; everything else, every quoted or
  * block scalar, and plain numbers with leading zeros ("0123") -> strings.
- * yes/no/on/off/y/n stay strings. Explicit tags !!str !!int !!float !!bool
+ * yes/no/on/off/y/n stay strings (booleans with K8S_YAML_11_BOOLS, below). Explicit tags !!str
+ * !!int !!float !!bool
  * !!null are honoured. Anchors, aliases and merge keys (<<) are supported;
  * mapping keys that are scalars become their text; non-scalar keys, duplicate
  * keys, .inf/.nan and alias bombs are errors.
@@ -24,6 +25,15 @@
  * "filename:line:column: problem" in err (1-based line and column; filename
  * may be NULL, then "<input>" is used). */
 json_t *k8s_yaml_load(const char *text, size_t len, const char *filename, char *err, size_t errlen);
+
+/* K8S_YAML_11_BOOLS: plain (unquoted, untagged) values y, Y, yes, Yes, YES,
+ * on, On, ON load as true and n, N, no, No, NO, off, Off, OFF as false, as
+ * kubectl reads a manifest (sigs.k8s.io/yaml on go-yaml v2, YAML 1.1);
+ * mapping keys keep their text. For user manifests (render, diff -f). */
+#define K8S_YAML_11_BOOLS 1u
+/* k8s_yaml_load with flags (K8S_YAML_*; 0 is k8s_yaml_load). */
+json_t *k8s_yaml_load_flags(const char *text, size_t len, const char *filename, unsigned flags,
+                            char *err, size_t errlen);
 
 /* YAML text for one value: block style, keys in byte order, empty arrays and
  * objects as [] and {}, strings double-quoted when plain text would resolve

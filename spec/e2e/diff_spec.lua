@@ -8,6 +8,8 @@
 --     spec.decode.replicas and its status, the Deployment's spec.replicas
 --     and desired-hash), exit 1;
 --   * a change that drops children: they are shown as pruned;
+--   * the default output is a unified diff of each object's YAML; -f - reads
+--     stdin; KUBECTL_EXTERNAL_DIFF gets LIVE and MERGED directories;
 --   * a CR the CRD rejects: exit 2 with the server's message naming the field;
 --   * it never writes: resourceVersions of the CR and every child are
 --     unchanged, and every write request of the diffs carries dryRun=All
@@ -37,11 +39,11 @@ local function tmpfile(obj)
   return path
 end
 
---- Runs diff on a file: exit code, stdout, stderr.
-local function diff(path)
+--- Runs diff on a file (-o paths unless `args` says otherwise): exit code, stdout, stderr.
+local function diff(path, args, prefix)
   local err = os.tmpname()
-  local _, out, code = cluster.sh_stdout(q(bin) .. " diff --scripts " .. q(root .. "/scripts") .. " -f " .. q(path)
-    .. " 2>" .. q(err))
+  local _, out, code = cluster.sh_stdout((prefix or "") .. q(bin) .. " diff --scripts " .. q(root .. "/scripts")
+    .. " " .. (args or "-o paths") .. " -f " .. q(path) .. " 2>" .. q(err))
   local f = io.open(err)
   local stderr = f and f:read("a") or ""
   if f then f:close() end
@@ -201,6 +203,34 @@ describe("diff (e2e)", function()
     local st = table.concat(status, "\n")
     assert.matches("- status.observedGeneration: 1\n+ status.observedGeneration: 2", st, 1, true)
     assert.same(before, versions(ns, "sim-minimal"))
+  end)
+
+  it("prints a unified diff by default, reads -f -, and runs KUBECTL_EXTERNAL_DIFF", function()
+    local edited = example(ns)
+    edited.spec.decode.replicas = 3
+    local path = tmpfile(edited)
+    local code, out, err = diff("-", "", "cat " .. q(path) .. " | ")
+    assert.equals(1, code, err)
+    local head = "%+%+%+ Deployment%.apps/v1 [^\n]+\n"
+    local dep = out:match(head .. "(.-)\n%-%-%- ") or out:match(head .. "(.*)$")
+    assert.is_string(dep, out)
+    assert.matches("^@@ %-%d+,%d+ %+%d+,%d+ @@\n", dep)
+    assert.matches("\n%-  replicas: 2\n%+  replicas: 3\n", dep)
+    assert.is_nil(dep:find("resourceVersion", 1, true), "server-set fields are not shown")
+    -- the external program gets LIVE and MERGED with one file per changed object
+    local list = os.tmpname()
+    local program = root .. "/spec/support/list-dirs.sh " .. list
+    local xcode, xout, xerr = diff(path, "", "KUBECTL_EXTERNAL_DIFF=" .. q(program) .. " ")
+    os.remove(path)
+    local f = assert(io.open(list))
+    local listed = f:read("a")
+    f:close()
+    os.remove(list)
+    assert.equals(1, xcode, xerr)
+    assert.equals("", xout)
+    local pns = ns:gsub("%-", "%%-")
+    assert.matches("LIVE/apps.v1.Deployment." .. pns .. ".ms%-sim%-llm%-d%-modelservice%-decode\n", listed)
+    assert.matches("MERGED/sim.llm%-d.io.v1alpha1.SimulatorDeployment." .. pns .. ".sim%-minimal\n", listed)
   end)
 
   it("shows the children a change would prune", function()
