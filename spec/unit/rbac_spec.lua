@@ -286,6 +286,7 @@ describe("deploy/ (kustomize)", function()
       "CustomResourceDefinition/simulatordeployments.sim.llm-d.io",
       "Deployment/schedsim-operator",
       "Namespace/schedsim-system",
+      "PodDisruptionBudget/schedsim-operator",
       "Role/schedsim-operator-leader-election",
       "RoleBinding/schedsim-operator-leader-election",
       "Service/schedsim-operator-metrics",
