@@ -84,9 +84,18 @@ local buffered = {
 ---   default_kv_metric: what the EPP reads when not told
 ---   ha: leader-election flag and gRPC health service names for replicas > 1
 ---   rules: the Role rules, in the pool namespace
+---   metrics_auth_flag: the EPP has --metrics-endpoint-auth (default true). We
+---     pass false: with auth on, every /metrics scrape needs the EPP's own
+---     ServiceAccount to create cluster-scoped tokenreviews and
+---     subjectaccessreviews, which the namespaced Role cannot grant, so every
+---     scrape failed (HTTP 401/500, found on the local data plane). The port
+---     is the pod's metrics port, as plain as the simulator's /metrics.
 M.epp = {
+  -- GAIE v1.6.0 has no --metrics-endpoint-auth flag (none in its module), so
+  -- it is not passed from here on; that llm-d-inference-scheduler v0.8.0 is
+  -- the first on such a GAIE is not verified (it does not build here).
   {
-    since = "0.7.0", gaie = "1.4.0",
+    since = "0.8.0", gaie = "1.6.0",
     metric_flags = "rejected",
     default_kv_metric = "vllm:kv_cache_usage_perc",
     ha = { flag = "--ha-enable-leader-election", liveness = "liveness", readiness = "readiness" },
@@ -100,7 +109,21 @@ M.epp = {
     },
   },
   {
-    since = "0.5.0", gaie = "1.3.0",
+    since = "0.7.0", metrics_auth_flag = true, gaie = "1.4.0",
+    metric_flags = "rejected",
+    default_kv_metric = "vllm:kv_cache_usage_perc",
+    ha = { flag = "--ha-enable-leader-election", liveness = "liveness", readiness = "readiness" },
+    ext_proc = full_duplex,
+    rules = {
+      { apiGroups = { "" }, resources = { "pods", "services", "endpoints" }, verbs = read },
+      { apiGroups = { "inference.networking.k8s.io" }, resources = { "inferencepools", "inferenceobjectives" },
+        verbs = write },
+      { apiGroups = { "inference.networking.x-k8s.io" },
+        resources = { "inferencepools", "inferenceobjectives", "inferencemodelrewrites" }, verbs = write },
+    },
+  },
+  {
+    since = "0.5.0", metrics_auth_flag = true, gaie = "1.3.0",
     metric_flags = "accepted",
     default_kv_metric = "vllm:kv_cache_usage_perc",
     ha = { flag = "--ha-enable-leader-election", liveness = "liveness", readiness = "readiness" },
@@ -114,7 +137,7 @@ M.epp = {
     },
   },
   {
-    since = "0.4.0", gaie = "1.2.0",
+    since = "0.4.0", metrics_auth_flag = true, gaie = "1.2.0",
     metric_flags = "accepted",
     default_kv_metric = "vllm:gpu_cache_usage_perc",
     ha = { flag = "--ha-enable-leader-election", liveness = "liveness", readiness = "readiness" },
@@ -192,6 +215,9 @@ function M.epp_args(row, p)
   args[#args + 1] = "--v"
   args[#args + 1] = tostring(p.verbosity)
   args[#args + 1] = "--tracing=false"
+  if row.metrics_auth_flag then
+    args[#args + 1] = "--metrics-endpoint-auth=false"
+  end
   if p.replicas > 1 and row.ha then
     args[#args + 1] = row.ha.flag
   end

@@ -297,6 +297,9 @@ local function epp_args(s, c)
     { flag = "secure-serving", value = "false", equals = true },
     { flag = "tracing", value = "false", equals = true },
   }) do gen[#gen + 1] = g end
+  if traits.metrics_auth_flag then
+    gen[#gen + 1] = { flag = "metrics-endpoint-auth", value = "false", equals = true }
+  end
   if e.replicas > 1 then gen[#gen + 1] = { flag = "ha-enable-leader-election" } end
   local argv, conflicts = args.build(gen, e.args, { field = "spec.epp.args", booleans = EPP_BOOLEANS })
   for _, m in ipairs(conflicts) do c.add(m) end

@@ -88,6 +88,9 @@ M.EPP_METRIC_FLAGS = {
 ---@class EppTraits
 ---@field known boolean
 ---@field metric_flags boolean   the metric-name flags are accepted (< v0.7)
+---@field metrics_auth_flag boolean  --metrics-endpoint-auth exists (v0.4-v0.7, GAIE v1.2-v1.5): passed
+---  as false, since the EPP's ServiceAccount cannot create the cluster-scoped tokenreviews and
+---  subjectaccessreviews that auth needs (every scrape failed); GAIE v1.6 has no such flag
 
 --- What an EPP image accepts. Unknown tags count as the newest (no metric flags).
 --- Images other than llm-d-inference-scheduler (e.g. the GAIE `epp` image) are
@@ -98,9 +101,11 @@ function M.epp(image)
   local v = M.version(image)
   if v and not (image:find("llm-d-inference-scheduler", 1, true)) then
     -- GAIE epp image: v1.4.0 refuses the flags
-    return { known = true, metric_flags = not M.at_least(v, 1, 4, 0) }
+    return { known = true, metric_flags = not M.at_least(v, 1, 4, 0),
+             metrics_auth_flag = M.at_least(v, 1, 2, 0) and not M.at_least(v, 1, 6, 0) }
   end
-  return { known = v ~= nil, metric_flags = v ~= nil and not M.at_least(v, 0, 7, 0) }
+  return { known = v ~= nil, metric_flags = v ~= nil and not M.at_least(v, 0, 7, 0),
+           metrics_auth_flag = v ~= nil and M.at_least(v, 0, 4, 0) and not M.at_least(v, 0, 8, 0) }
 end
 
 return M

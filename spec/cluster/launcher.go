@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -67,6 +68,7 @@ type launcher struct {
 	watchCache         bool
 	readyTimeout       time.Duration
 	keepDir            bool
+	serveImages        string // regexp: pods with such an image are the pod runner's, not kwok's to ready
 
 	pki   *pki
 	users map[string]*user
@@ -122,6 +124,8 @@ func runUp(args []string) int {
 	keepDir := fs.Bool("keep-dir", false, "do not remove the state dir on exit (debugging)")
 	dieWithParent := fs.Bool("die-with-parent", true, "stop when the parent process dies")
 	verbose := fs.Bool("v", false, "also log progress to stderr (always in DIR/logs/launcher.log)")
+	serveImages := fs.String("serve-images", os.Getenv("SCHEDSIM_SERVE_IMAGES"),
+		"regexp (jq test) of images whose pods kwok does not ready: the data plane's pod runner runs them (env SCHEDSIM_SERVE_IMAGES)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -148,7 +152,7 @@ func runUp(args []string) int {
 	}
 	l := &launcher{
 		self: self, crdsDir: *crdsDir, crds: crdList, watchCache: *watchCache,
-		readyTimeout: *readyTimeout, keepDir: *keepDir,
+		readyTimeout: *readyTimeout, keepDir: *keepDir, serveImages: *serveImages,
 		procs: map[string]*proc{}, stopCh: make(chan struct{}), logOut: os.Stderr, verbose: *verbose,
 	}
 
@@ -346,7 +350,7 @@ func (l *launcher) start(ctx context.Context) error {
 	if err := os.WriteFile(l.path("audit-policy.yaml"), []byte(auditPolicy), 0o600); err != nil {
 		return err
 	}
-	if err := os.WriteFile(l.path("kwok.yaml"), []byte(kwokStages()), 0o600); err != nil {
+	if err := os.WriteFile(l.path("kwok.yaml"), []byte(kwokStages(l.serveImages)), 0o600); err != nil {
 		return err
 	}
 
@@ -928,11 +932,22 @@ rules:
 - level: Metadata
 `
 
-func kwokStages() string {
+// kwokStages is kwok's fast node and pod stages; with serveImages (a regexp)
+// the pod-ready stage skips pods whose first container's image matches it:
+// the data plane's pod runner gives those an IP and readies them once their
+// process answers (spec/cluster/dataplane/podrunner.go).
+func kwokStages(serveImages string) string {
+	podReady := podfast.DefaultPodReady
+	if serveImages != "" {
+		q, _ := json.Marshal(serveImages)
+		expr := "    - key: '.spec.containers[0].image | test(" + strings.ReplaceAll(string(q), "'", "''") + ")'\n" +
+			"      operator: 'NotIn'\n      values:\n      - 'true'\n"
+		podReady = strings.Replace(podReady, "    matchExpressions:\n", "    matchExpressions:\n"+expr, 1)
+	}
 	return strings.Join([]string{
 		nodefast.DefaultNodeInit,
 		nodeheartbeat.DefaultNodeHeartbeatWithLease,
-		podfast.DefaultPodReady,
+		podReady,
 		podfast.DefaultPodComplete,
 		podfast.DefaultPodDelete,
 	}, "\n---\n")

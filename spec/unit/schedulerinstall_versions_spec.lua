@@ -42,7 +42,8 @@ describe("schedulerinstall.versions", function()
     assert.same({ "--pool-name", "p", "--pool-namespace", "ns", "--pool-group", "inference.networking.k8s.io",
       "--zap-encoder", "json", "--config-file", "/etc/epp/epp-config.yaml",
       "--kv-cache-usage-percentage-metric", "vllm:kv_cache_usage_perc", "--secure-serving=false",
-      "--grpc-port", "9002", "--grpc-health-port", "9003", "--v", "1", "--tracing=false" }, args)
+      "--grpc-port", "9002", "--grpc-health-port", "9003", "--v", "1", "--tracing=false",
+      "--metrics-endpoint-auth=false" }, args)
   end)
 
   it("never passes metric flags to versions that reject them, and finds the user's", function()
@@ -50,7 +51,11 @@ describe("schedulerinstall.versions", function()
     local args = versions.epp_args(row, { pool_name = "p", pool_namespace = "ns", pool_group = "g",
       config_file = "f", kv_metric = "vllm:kv_cache_usage_perc", secure = true, port = 9002, health_port = 9003,
       metrics_port = 9191, verbosity = 2, replicas = 3 })
-    for _, a in ipairs(args) do assert.is_nil(a:find("metric", 1, true) and a ~= "--metrics-port" or nil) end
+    for _, a in ipairs(args) do
+      local metric_name_flag = a:find("metric", 1, true) and a ~= "--metrics-port"
+        and a ~= "--metrics-endpoint-auth=false"
+      assert.is_nil(metric_name_flag or nil)
+    end
     assert.truthy(table.concat(args, " "):find("--secure-serving=true", 1, true))
     assert.truthy(table.concat(args, " "):find("--metrics-port 9191", 1, true))
     assert.equal("--ha-enable-leader-election", args[#args])
@@ -58,6 +63,19 @@ describe("schedulerinstall.versions", function()
       versions.rejected_args(row, { "--lora-info-metric=x", "--v=3", "--cache-info-metric", "y" }))
     local old = versions.epp_for("ghcr.io/llm-d/llm-d-inference-scheduler:v0.4.0")
     assert.same({}, versions.rejected_args(old, { "--lora-info-metric=x" }))
+  end)
+
+  it("turns the EPP's metrics auth off where the flag exists (v0.4-v0.7), not on GAIE v1.6 rows", function()
+    local p = { pool_name = "p", pool_namespace = "ns", pool_group = "g", config_file = "f", secure = false,
+      port = 9002, health_port = 9003, metrics_port = 9090, verbosity = 1, replicas = 1 }
+    local function has(image)
+      local args = versions.epp_args(versions.epp_for(image), p)
+      return table.concat(args, " "):find("--metrics-endpoint-auth=false", 1, true) ~= nil
+    end
+    assert.is_true(has("ghcr.io/llm-d/llm-d-inference-scheduler:v0.4.0"))
+    assert.is_true(has("ghcr.io/llm-d/llm-d-inference-scheduler:v0.7.1"))
+    assert.is_false(has("ghcr.io/llm-d/llm-d-inference-scheduler:v0.8.0"))
+    assert.is_false(has("ghcr.io/llm-d/llm-d-inference-scheduler:v0.3.0"))
   end)
 
   it("maps simulator versions to the KV-cache metric name", function()
