@@ -84,7 +84,8 @@ function M.config(name)
     local known = {}
     for k in pairs(M.profiles) do known[#known + 1] = k end
     table.sort(known)
-    return nil, ("spec.epp.configProfile %q is not one of %s (scripts/schedulerinstall/profiles.lua)")
+    return nil, ("spec.epp.configProfile %q is not one of %s (the profiles of the script set: "
+      .. "schedulerinstall.profiles)")
       :format(tostring(name), table.concat(known, ", "))
   end
   local cfg = copy(p)

@@ -118,6 +118,12 @@ function M.resolve(cr)
     profile = str_default(dig(e, "configProfile"), "default"),
     resources = obj.resources(dig(e, "resources")),
   }
+  -- profiles are data (schedulerinstall/profiles.lua, overlayable): the CRD
+  -- takes any name, an unknown one is refused here naming the field
+  if s.epp.enabled then
+    local _, perr = profiles.config(s.epp.profile)
+    if perr then k8s.terminal(perr) end
+  end
   if s.epp.health_port == s.epp.port then
     k8s.terminal(("spec.epp.healthPort %d must differ from spec.epp.port"):format(s.epp.health_port))
   end
