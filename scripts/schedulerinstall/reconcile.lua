@@ -585,6 +585,11 @@ function M.reconcile(cr, observed, ctx)
   local p = routed and pool_facts(s, s.pool.name, s.pool.namespace)
     or pool_facts(s, s.epp.pool_name, s.epp.pool_namespace)
   local facts = {
+    -- the CR as the policy may read it (a copy: the policy cannot change it)
+    cr = { metadata = { name = cr.metadata.name, namespace = cr.metadata.namespace,
+      labels = copy_map(dig(cr, "metadata", "labels") or {}),
+      annotations = copy_map(dig(cr, "metadata", "annotations") or {}) },
+      spec = k8s.json.decode(k8s.json.encode(cr.spec or {})) },
     backend_type = s.routing.backend_type,
     fallback = s.routing.fallback,
     route_namespace = s.sched_ns,

@@ -134,6 +134,8 @@ function M.grant(route_ns, ref, route_name)
 end
 
 --- The decision. Facts `f`:
+---   cr             { metadata = { name, namespace, labels, annotations }, spec }: a
+---                  copy of the SchedulerInstall, e.g. to route by a label
 ---   backend_type   "Service" | "InferencePool" (spec.routing.backendType)
 ---   fallback       "ProxyService" | "None" | nil (spec.routing.fallback)
 ---   route_namespace, route_name, gateway_class

@@ -32,6 +32,28 @@ describe("schedulerinstall.reconcile", function()
     rec = require("schedulerinstall.reconcile")
   end)
 
+  it("hands the routing policy a copy of the CR (labels, annotations, spec): a policy can route by a label",
+    function()
+      local routing = require("schedulerinstall.routing")
+      local bundled = routing.decide
+      local seen
+      -- a policy edit: CRs labelled experiment=service always take the proxy Service
+      routing.decide = function(f)
+        seen = f.cr
+        if f.cr.metadata.labels.experiment == "service" then f.backend_type = "Service" end
+        return bundled(f)
+      end
+      finally(function() routing.decide = bundled end)
+      local cr = load_example("schedulerinstall-inferencepool.yaml")
+      cr.metadata.labels = { experiment = "service" }
+      local res = rec.reconcile(cr, fake.observed({}, owns()), fake.ctx())
+      assert.equals("service", seen.metadata.labels.experiment)
+      assert.equals("InferencePool", seen.spec.routing.backendType)
+      assert.equals("Service", res.status.backend)
+      seen.spec.routing.backendType = "changed"
+      assert.equals("InferencePool", cr.spec.routing.backendType, "the policy got the CR itself, not a copy")
+    end)
+
   it("switching backendType Service <-> InferencePool changes only the HTTPRoute and the grant", function()
     local svc = load_example("schedulerinstall-service.yaml")
     local pool = load_example("schedulerinstall-inferencepool.yaml")
