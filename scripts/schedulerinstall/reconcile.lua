@@ -58,22 +58,19 @@ local function map_text(t)
   return table.concat(parts, ",")
 end
 
--- Safe cache reads: a kind that is not served or not cached reads as absent.
+-- Cache reads: a kind that is not served reads as absent (nil, an empty
+-- list); a kind not declared in controllers.lua raises (a programming error,
+-- reported as a script error naming the kind), so no pcall here.
 local function cache_get(apiVersion, kind, ns, name)
-  local ok, v = pcall(k8s.cache.get, apiVersion, kind, ns, name)
-  if ok then return v end
-  return nil
+  return k8s.cache.get(apiVersion, kind, ns, name)
 end
 
 local function cache_list(apiVersion, kind, sel)
-  local ok, v = pcall(k8s.cache.list, apiVersion, kind, sel)
-  if ok and type(v) == "table" then return v, true end
-  return {}, false
+  return k8s.cache.list(apiVersion, kind, sel) or {}, true
 end
 
 local function served(apiVersion, kind)
-  local ok, v = pcall(k8s.discovery.served, apiVersion, kind)
-  return ok and v == true
+  return k8s.discovery.served(apiVersion, kind) == true
 end
 
 -- --------------------------------------------------------------- the spec
