@@ -109,19 +109,36 @@ static void dump_string(struct k8s_buf *b, const char *s, size_t len)
   k8s_buf_addc(b, '"');
 }
 
-struct kv {
-  const char *key;
-  size_t len;
-  json_t *value;
-};
-
-static int kv_cmp(const void *a, const void *b)
+static int member_cmp(const void *a, const void *b)
 {
-  const struct kv *x = a, *y = b;
+  const struct k8s_json_member *x = a, *y = b;
   size_t n = x->len < y->len ? x->len : y->len;
   int c = memcmp(x->key, y->key, n);
   if (c) return c;
   return x->len < y->len ? -1 : x->len > y->len;
+}
+
+/* The members of o in iteration order (see k8s_json_sorted_members). */
+static struct k8s_json_member *members(const json_t *o, struct k8s_json_member *out, size_t cap,
+                                       size_t *n)
+{
+  size_t want = json_object_size(o), i = 0;
+  struct k8s_json_member *m = want > cap ? malloc(want * sizeof *m) : out;
+  if (!m) return NULL;
+  for (void *it = json_object_iter((json_t *)o); it && i < want;
+       it = json_object_iter_next((json_t *)o, it), i++)
+    m[i] = (struct k8s_json_member){json_object_iter_key(it), json_object_iter_key_len(it),
+                                    json_object_iter_value(it)};
+  *n = i;
+  return m;
+}
+
+struct k8s_json_member *k8s_json_sorted_members(const json_t *o, struct k8s_json_member *out,
+                                                size_t cap, size_t *n)
+{
+  struct k8s_json_member *m = members(o, out, cap, n);
+  if (m && *n > 1) qsort(m, *n, sizeof *m, member_cmp);
+  return m;
 }
 
 static void dump_value(struct k8s_buf *b, const json_t *v, int flags, int depth)
@@ -162,20 +179,14 @@ static void dump_value(struct k8s_buf *b, const json_t *v, int flags, int depth)
     break;
   }
   case JSON_OBJECT: {
-    size_t n = json_object_size(v);
-    struct kv stack_kv[16], *kvs = stack_kv;
-    if (n > 16 && !(kvs = malloc(n * sizeof *kvs))) {
+    struct k8s_json_member stack_kv[16], *kvs;
+    size_t i;
+    kvs = (flags & K8S_JSON_SORT_KEYS) ? k8s_json_sorted_members(v, stack_kv, 16, &i)
+                                       : members(v, stack_kv, 16, &i);
+    if (!kvs) {
       b->failed = 1;
       return;
     }
-    size_t i = 0;
-    for (void *it = json_object_iter((json_t *)v); it && i < n;
-         it = json_object_iter_next((json_t *)v, it), i++) {
-      kvs[i].key = json_object_iter_key(it);
-      kvs[i].len = json_object_iter_key_len(it);
-      kvs[i].value = json_object_iter_value(it);
-    }
-    if ((flags & K8S_JSON_SORT_KEYS) && i > 1) qsort(kvs, i, sizeof *kvs, kv_cmp);
     k8s_buf_addc(b, '{');
     for (size_t j = 0; j < i; j++) {
       if (j) k8s_buf_addc(b, ',');

@@ -32,6 +32,22 @@
 /* Registry name of the shared array metatable. */
 #define K8S_JSON_ARRAY_MT "k8s.array_mt"
 
+/* One member of a JSON object, borrowed from it. */
+struct k8s_json_member {
+  const char *key;
+  size_t len;
+  json_t *value;
+};
+
+/* The members of object o in key byte order (what k8s_json_dump with
+ * K8S_JSON_SORT_KEYS and the YAML emitter write), into out[cap] when it is
+ * large enough, else into a malloc'd array. Returns the array (out, or one
+ * the caller frees when it is not out) and the count in *n; NULL on malloc
+ * failure (and for an empty o with out NULL). Keys and values are borrowed
+ * from o. */
+struct k8s_json_member *k8s_json_sorted_members(const json_t *o, struct k8s_json_member *out,
+                                                size_t cap, size_t *n);
+
 /* Flags for k8s_json_dump. */
 #define K8S_JSON_SORT_KEYS 0x1 /* object keys in byte order (deterministic, for hashing) */
 

@@ -587,21 +587,6 @@ static int emit_string(yaml_emitter_t *e, const char *s, size_t n)
   return emit_scalar(e, s, n, style);
 }
 
-struct kv {
-  const char *key;
-  size_t len;
-  json_t *value;
-};
-
-static int kv_cmp(const void *a, const void *b)
-{
-  const struct kv *x = a, *y = b;
-  size_t n = x->len < y->len ? x->len : y->len;
-  int c = memcmp(x->key, y->key, n);
-  if (c) return c;
-  return x->len < y->len ? -1 : x->len > y->len;
-}
-
 static int emit_value(yaml_emitter_t *e, const json_t *v, int depth)
 {
   yaml_event_t ev;
@@ -637,13 +622,8 @@ static int emit_value(yaml_emitter_t *e, const json_t *v, int depth)
   }
   case JSON_OBJECT: {
     size_t n = json_object_size(v), i = 0;
-    struct kv *kvs = n ? malloc(n * sizeof *kvs) : NULL;
-    if (n && !kvs) return -1;
-    for (void *it = json_object_iter((json_t *)v); it && i < n;
-         it = json_object_iter_next((json_t *)v, it), i++)
-      kvs[i] = (struct kv){json_object_iter_key(it), json_object_iter_key_len(it),
-                           json_object_iter_value(it)};
-    if (i > 1) qsort(kvs, i, sizeof *kvs, kv_cmp);
+    struct k8s_json_member *kvs = NULL;
+    if (n && !(kvs = k8s_json_sorted_members(v, NULL, 0, &i))) return -1;
     int rc = -1;
     if (!yaml_mapping_start_event_initialize(
             &ev, NULL, NULL, 1, n ? YAML_BLOCK_MAPPING_STYLE : YAML_FLOW_MAPPING_STYLE) ||
