@@ -42,7 +42,7 @@ kubectl get schedinst -A -o jsonpath='{range .items[*]}{.metadata.namespace}/{.m
   while IFS=$'\t' read -r key st reason; do
     [ "$st" = True ] && continue
     echo "SchedulerInstall $key is Ready=$st ($reason): it waits for a gateway implementation to accept"
-    echo "  its HTTPRoute (RouteAccepted above), and this control plane runs no gateway controller."
+    echo "  its HTTPRoute (RouteAccepted above); without --dataplane this control plane runs no gateway controller."
     echo "  HANDS-ON.md step 4 plays the gateway's part (it writes the route's status) and the"
     echo "  SchedulerInstall turns Ready; step 7 shows how to follow conditions, Events and logs."
   done
@@ -53,6 +53,57 @@ kubectl get deploy,svc,cm,sa,role,rolebinding -A -l app.kubernetes.io/managed-by
 echo; echo "+ kubectl get gateway,httproute,referencegrant,inferencepool,envoyfilter,destinationrule -A -l app.kubernetes.io/managed-by=schedsim-operator"
 kubectl get gateway,httproute,referencegrant,inferencepool,envoyfilter,destinationrule -A \
   -l app.kubernetes.io/managed-by=schedsim-operator 2>/dev/null || true
+
+# ------------------------------------------------------------ real requests
+# With the local data plane (.ci/demo runs `spec/cluster/run --dataplane`),
+# the simulator and EPP pods are real processes and a local gateway serves
+# the Gateway: send chat completions through it on both paths.
+gw_url() { # NS GATEWAY -> http://ADDR of its first listener, from $SCHEDSIM_GATEWAYS
+  for _ in $(seq 1 60); do
+    addr=$(awk -v ns="$1" -v gw="$2" '$1 == ns && $2 == gw { print $4; exit }' "${SCHEDSIM_GATEWAYS:-/dev/null}" 2>/dev/null)
+    [ -n "$addr" ] && { echo "http://$addr"; return 0; }
+    sleep 0.5
+  done
+  return 1
+}
+ask() { # URL PROMPT: one chat completion; prints the pod that served it and the answer
+  out=$(curl -s -m 30 -D - "$1/v1/chat/completions" -H 'content-type: application/json' \
+    -d "{\"model\":\"random\",\"max_tokens\":6,\"messages\":[{\"role\":\"user\",\"content\":\"$2\"}]}")
+  pod=$(printf '%s\n' "$out" | tr -d '\r' | awk -F': ' 'tolower($1) == "x-inference-pod" { print $2 }')
+  ep=$(printf '%s\n' "$out" | tr -d '\r' | awk -F': ' 'tolower($1) == "x-schedsim-gateway-endpoint" { print $2 }')
+  answer=$(printf '%s\n' "$out" | sed -n 's/.*"content":"\([^"]*\)".*/\1/p' | head -n 1)
+  [ -n "$pod" ] || answer=$(printf '%s\n' "$out" | tr -d '\r' | awk 'NR == 1 || tolower($0) ~ /^x-schedsim-gateway-error/' | tr '\n' ' ')
+  printf '  %-40s -> %-52s %-16s "%s"\n' "${2:0:40}" "${pod:-FAILED}" "$ep" "${answer:0:40}"
+}
+gw=infra-inference-scheduling-inference-gateway
+if [ "${SCHEDSIM_DATAPLANE:-0}" = 1 ]; then
+  echo; echo "== real requests through the local gateway (spec/cluster/README.md, Data plane)"
+  url=$(gw_url llm-d-inference-scheduler "$gw") || { echo "no listener for Gateway $gw"; url=; }
+  if [ -n "$url" ]; then
+    kubectl wait --for=condition=Ready schedinst/sched-service -n llm-d-inference-scheduler --timeout=60s
+    echo "Service path (HTTPRoute -> proxy Service gaie-inference-scheduling-proxy, round robin):"
+    for i in 1 2 3 4; do ask "$url" "Hello number $i"; done
+    echo "+ kubectl delete -f examples/schedulerinstall-service.yaml; kubectl apply -f examples/schedulerinstall-inferencepool.yaml"
+    kubectl delete -f "$root/examples/schedulerinstall-service.yaml" --wait=true >/dev/null
+    kubectl apply -f "$root/examples/schedulerinstall-inferencepool.yaml"
+    kubectl wait --for=condition=Ready schedinst/sched-inferencepool -n llm-d-inference-scheduler --timeout=120s
+    url=$(gw_url llm-d-inference-scheduler "$gw")
+    for _ in $(seq 1 60); do # the EPP needs its pool's pods before it can pick
+      curl -s -o /dev/null -D - -m 10 "$url/v1/completions" -H 'content-type: application/json' \
+        -d '{"model":"random","prompt":"warm up","max_tokens":1}' | grep -qi '^x-schedsim-gateway-epp' && break
+      sleep 0.5
+    done
+    prefix="You are a helpful assistant for the llm-d project. Answer briefly and precisely, please."
+    echo "InferencePool path (HTTPRoute -> InferencePool -> EPP over ext_proc -> the pod it picks):"
+    echo " prompts sharing a long prefix (the prefix-cache scorer keeps them on one pod):"
+    for i in 1 2 3 4; do ask "$url" "$prefix Question $i"; done
+    echo " distinct prompts (spread by load and KV-cache scores):"
+    for w in apples boats clouds dunes embers fjords; do ask "$url" "$w $w $w $w $w $w $w $w"; done
+  fi
+else
+  echo; echo "no data plane (${SCHEDSIM_DATAPLANE_REASON:-the cluster runs without --dataplane}): pods are kwok fakes, no request sent"
+fi
+
 echo; echo "operator log: $log"
 if [ "${SCHEDSIM_DEMO_HOLD:-0}" = 1 ]; then
   echo "holding; KUBECONFIG=$KUBECONFIG — press Ctrl-C to stop"

@@ -1,3 +1,4 @@
+-- needs: dataplane (gateway classes: schedsim-local)
 -- HANDS-ON.md, run: every ```sh block of the walkthrough, in order, in one
 -- bash session against the local control plane (KUBECONFIG and
 -- SCHEDSIM_OPERATOR_KUBECONFIG from spec/cluster/run), so the guide stays true.

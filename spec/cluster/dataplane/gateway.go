@@ -65,6 +65,7 @@ type gateway struct {
 	informers map[schema.GroupVersionResource]cache.SharedIndexInformer
 	mu        sync.Mutex
 	listeners map[string]*gwListener // ns/name/listener -> listener
+	lastAddr  map[string]string      // ns/name/listener -> its last address, reused when re-created
 	rr        atomic.Uint64
 	epp       sync.Map // addr -> *grpc.ClientConn
 }
@@ -94,7 +95,7 @@ func runGateway(args []string) int {
 	}
 	cfg.QPS, cfg.Burst = 50, 100
 	g := &gateway{dyn: dynamic.NewForConfigOrDie(cfg), classes: map[string]bool{}, dir: *dir,
-		informers: map[schema.GroupVersionResource]cache.SharedIndexInformer{}, listeners: map[string]*gwListener{}}
+		informers: map[schema.GroupVersionResource]cache.SharedIndexInformer{}, listeners: map[string]*gwListener{}, lastAddr: map[string]string{}}
 	for _, c := range strings.Split(*classes, ",") {
 		g.classes[strings.TrimSpace(c)] = true
 	}
@@ -168,7 +169,14 @@ func (g *gateway) reconcile(ctx context.Context) {
 			if _, ok := g.listeners[key]; ok {
 				continue
 			}
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			// A Gateway deleted and created again keeps its address if it can.
+			ln, err := net.Listen("tcp", g.lastAddr[key])
+			if err != nil || g.lastAddr[key] == "" {
+				if ln != nil {
+					_ = ln.Close()
+				}
+				ln, err = net.Listen("tcp", "127.0.0.1:0")
+			}
 			if err != nil {
 				log.Printf("gateway: %s: %v", key, err)
 				continue
@@ -178,6 +186,7 @@ func (g *gateway) reconcile(ctx context.Context) {
 				ReadHeaderTimeout: 30 * time.Second}
 			go func() { _ = gl.srv.Serve(ln) }()
 			g.listeners[key] = gl
+			g.lastAddr[key] = gl.addr
 			log.Printf("gateway: %s listening on %s", key, gl.addr)
 		}
 	}
