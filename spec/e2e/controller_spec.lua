@@ -20,13 +20,7 @@ local cluster = require("cluster")
 local TESTSCRIPTS = cluster.root .. "/spec/support/testscripts"
 local WRITE_VERBS = { create = true, update = true, patch = true, delete = true, deletecollection = true }
 
-local function need_cluster()
-  if not cluster.available() then
-    pending("needs the local control plane (spec/cluster/run)")
-    return false
-  end
-  return true
-end
+local function need_cluster() return cluster.need(pending) end
 
 local function widget(ns, name, spec)
   return { apiVersion = "test.sim.llm-d.io/v1alpha1", kind = "Widget",

@@ -25,13 +25,7 @@ local SCHED, SIM = "llm-d-inference-scheduler", "llm-d-sim"
 local EPP = "gaie-inference-scheduling-epp"
 local WRITES = { create = true, update = true, patch = true, delete = true }
 
-local function need_cluster()
-  if not cluster.available() then
-    pending("needs the local control plane (spec/cluster/run)")
-    return false
-  end
-  return true
-end
+local function need_cluster() return cluster.need(pending) end
 
 local function condition(obj, t)
   for _, c in ipairs(((obj or {}).status or {}).conditions or {}) do

@@ -15,13 +15,7 @@ local lyaml = require("lyaml")
 local root, q = cluster.root, cluster.q
 local CHART = root .. "/deploy/helm/schedsim-operator"
 
-local function need_cluster()
-  if not cluster.available() then
-    pending("needs the local control plane (spec/cluster/run)")
-    return false
-  end
-  return true
-end
+local function need_cluster() return cluster.need(pending) end
 
 local function docs(text)
   local t = {}
@@ -40,12 +34,7 @@ local function by_kind(list)
   return t
 end
 
-local function read(path)
-  local f = assert(io.open(path))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read = cluster.read_file
 
 describe("Helm chart (e2e)", function()
   local helm, ns

@@ -28,20 +28,9 @@ local SIMDEP_KEY = "simulatordeployment.reconcile.lua"
 local EPP = "gaie-inference-scheduling-epp"
 local N = 100
 
-local function need_cluster()
-  if not cluster.available() then
-    pending("needs the local control plane (spec/cluster/run)")
-    return false
-  end
-  return true
-end
+local function need_cluster() return cluster.need(pending) end
 
-local function read(path)
-  local f = assert(io.open(path))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read = cluster.read_file
 
 --- The data of an example ConfigMap (examples/scripts-configmap-*.yaml).
 local function example_data(name)

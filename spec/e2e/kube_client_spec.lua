@@ -66,13 +66,7 @@ local function kubeprobe(args, obj, kubeconfig)
   return line and cluster.decode(line) or nil, code, out
 end
 
-local function need_cluster()
-  if not cluster.available() then
-    pending("needs the local control plane (spec/cluster/run)")
-    return false
-  end
-  return true
-end
+local function need_cluster() return cluster.need(pending) end
 
 describe("runtime/kube without a server", function()
   it("passes kubeprobe selftest (loop timers and ticks, kubeconfig, paths, addresses)", function()

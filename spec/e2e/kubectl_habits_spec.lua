@@ -8,13 +8,7 @@
 --   bash cmake/run-spec build spec/e2e/kubectl_habits_spec.lua
 local cluster = require("cluster")
 
-local function need_cluster()
-  if not cluster.available() then
-    pending("needs the local control plane (spec/cluster/run)")
-    return false
-  end
-  return true
-end
+local function need_cluster() return cluster.need(pending) end
 
 describe("kubectl habits (e2e)", function()
   local ns

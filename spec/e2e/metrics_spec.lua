@@ -19,13 +19,7 @@ local promtext = require("promtext")
 
 local TESTSCRIPTS = cluster.root .. "/spec/support/testscripts"
 
-local function need_cluster()
-  if not cluster.available() then
-    pending("needs the local control plane (spec/cluster/run)")
-    return false
-  end
-  return true
-end
+local function need_cluster() return cluster.need(pending) end
 
 local function scrape(port)
   local ok, body = cluster.sh_stdout("curl -sf --max-time 10 http://127.0.0.1:" .. port .. "/metrics")

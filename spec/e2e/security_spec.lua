@@ -25,20 +25,9 @@ local CM = "schedsim-scripts"
 local SYS = "schedsim-system" -- deploy/dev's namespace
 local WRITES = { create = true, update = true, patch = true, delete = true }
 
-local function need_cluster()
-  if not cluster.available() then
-    pending("needs the local control plane (spec/cluster/run)")
-    return false
-  end
-  return true
-end
+local function need_cluster() return cluster.need(pending) end
 
-local function read(path)
-  local f = assert(io.open(path))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read = cluster.read_file
 
 local function condition(obj, t)
   for _, c in ipairs(((obj or {}).status or {}).conditions or {}) do

@@ -15,13 +15,7 @@ local cluster = require("cluster")
 local TESTSCRIPTS = cluster.root .. "/spec/support/testscripts"
 local CRD = "widgets.test.sim.llm-d.io"
 
-local function need_cluster()
-  if not cluster.available() then
-    pending("needs the local control plane (spec/cluster/run)")
-    return false
-  end
-  return true
-end
+local function need_cluster() return cluster.need(pending) end
 
 describe("uninstall (e2e)", function()
   local ns, other, op

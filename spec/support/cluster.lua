@@ -45,6 +45,25 @@ M.build = os.getenv("SCHEDSIM_BUILD") or (M.root .. "/build")
 M.bin = os.getenv("SCHEDSIM_BIN") or (M.build .. "/schedsim-operator")
 
 --- Path of a spec helper executable built from spec/tools/NAME.c.
+--- For the first line of a cluster spec's `it`: false after calling
+--- pending_fn (busted's `pending`, which only the spec file sees) when no
+--- local control plane is there, else true.
+function M.need(pending_fn)
+  if not M.available() then
+    pending_fn("needs the local control plane (spec/cluster/run)")
+    return false
+  end
+  return true
+end
+
+--- The whole content of file `path` (raises when it cannot be read).
+function M.read_file(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
 function M.tool(name)
   return M.build .. "/tools/" .. name
 end
