@@ -83,6 +83,12 @@ if [ "${SCHEDSIM_DATAPLANE:-0}" = 1 ]; then
     kubectl wait --for=condition=Ready schedinst/sched-service -n llm-d-inference-scheduler --timeout=60s
     echo "Service path (HTTPRoute -> proxy Service gaie-inference-scheduling-proxy, round robin):"
     for i in 1 2 3 4; do ask "$url" "Hello number $i"; done
+    if [[ "${SCHEDSIM_DATAPLANE_SERVED:-}" != *llm-d-inference-scheduler* ]]; then
+      echo "the EPP did not build (spec/cluster/build-dataplane says why): no InferencePool-path requests"
+      url=
+    fi
+  fi
+  if [ -n "$url" ]; then
     echo "+ kubectl delete -f examples/schedulerinstall-service.yaml; kubectl apply -f examples/schedulerinstall-inferencepool.yaml"
     kubectl delete -f "$root/examples/schedulerinstall-service.yaml" --wait=true >/dev/null
     kubectl apply -f "$root/examples/schedulerinstall-inferencepool.yaml"
