@@ -29,8 +29,11 @@
 #define BATCH_PER_TICK 32
 #define EXPECTATION_TTL 30.0
 #define FINALIZE_WAIT 5.0
-#define REQUEUE_FLOOR 1.0       /* seconds: the least requeue_after honoured */
-#define QUIET_RETRY 1.0         /* seconds: retry after a prerequisite was not visible yet */
+#define REQUEUE_FLOOR 1.0 /* seconds: the least requeue_after honoured */
+#define QUIET_RETRY 1.0   /* seconds: retry after a prerequisite was not visible yet */
+/* seconds: a CR in Conflict looks again at this pace (not the growing rate
+ * limit): the other owner's objects go without an event that names it */
+#define CONFLICT_RECHECK 5.0
 #define SCRIPT_BACKOFF_BASE 1.0 /* seconds: first retry of a failing script, doubling */
 #define SCRIPT_BACKOFF_MAX 300.0
 

@@ -11,7 +11,7 @@
  *   terminal error (InvalidSpec) -> forget, no requeue         result "error"
  *   child refused (boundary)     -> forget, no requeue         result "error"
  *                                   (a grant label change requeues it)
- *   child conflict               -> add_rate_limited           result "requeue"
+ *   child conflict               -> add_after 5 s              result "requeue"
  *   prerequisite not visible yet -> add_after 1 s              result "requeue"
  *   requeue_after                -> forget, add_after (>= 1 s) result "requeue_after"
  *   otherwise                    -> forget                     result "success"
@@ -44,7 +44,8 @@ static void complete(struct rec *r)
   const char *result;
   int terminal = 0; /* not retried until the CR (or a grant) changes */
   if (r->conflict) {
-    k8s_workqueue_add_rate_limited(c->q, r->key, now);
+    k8s_workqueue_forget(c->q, r->key);
+    k8s_workqueue_add_after(c->q, r->key, CONFLICT_RECHECK, now);
     result = "requeue";
   } else if (r->failed) {
     k8s_workqueue_add_rate_limited(c->q, r->key, now);
@@ -64,7 +65,8 @@ static void complete(struct rec *r)
     result = "error";
     terminal = 1;
   } else if (r->outcome == OUT_CONFLICT) {
-    k8s_workqueue_add_rate_limited(c->q, r->key, now);
+    k8s_workqueue_forget(c->q, r->key);
+    k8s_workqueue_add_after(c->q, r->key, CONFLICT_RECHECK, now);
     result = "requeue";
   } else if (r->outcome == OUT_REQUEUE_AFTER) {
     k8s_workqueue_forget(c->q, r->key);
