@@ -31,7 +31,7 @@ local function yaml_of(v) return fake.yaml_encode(v) end
 local function example(name)
   return fake.yaml_load_file(root .. "/examples/simulatordeployment-" .. name .. ".yaml")[1]
 end
-local function fixture_input(file) return fake.load_case(fixtures .. "/" .. file).input end
+local function fixture_input(file) return fake.case_input(fixtures .. "/" .. file) end
 
 local function condition(cr, ctype)
   for _, c in ipairs(((cr or {}).status or {}).conditions or {}) do

@@ -1,33 +1,12 @@
 -- The SimulatorDeployment reconciler in plain Lua with spec/support/fake_k8s.lua:
--- every fixture case under scripts/simulatordeployment/fixtures/ (through the
--- fake's runner; the production walker is spec/unit/fixtures_spec.lua), plus
 -- properties that fixtures cannot express (determinism, events, isolation).
+-- Its fixture cases (scripts/simulatordeployment/fixtures/) run through the
+-- production engine in spec/unit/fixtures_spec.lua, one `it` per case.
 local fake = require("fake_k8s")
-local lfs = require("lfs")
 
 local root = os.getenv("SCHEDSIM_ROOT") or "."
-local fixtures = root .. "/scripts/simulatordeployment/fixtures"
 local ctl = require("controllers")[1]
 assert(ctl.name == "simulatordeployment")
-
-local function cases()
-  local out = {}
-  for f in lfs.dir(fixtures) do
-    if f:match("%.yaml$") then out[#out + 1] = f end
-  end
-  table.sort(out)
-  return out
-end
-
-describe("simulatordeployment fixtures (fake k8s)", function()
-  for _, file in ipairs(cases()) do
-    local case = fake.load_case(fixtures .. "/" .. file)
-    it(file .. ": " .. tostring(case.name), function()
-      local fails = fake.run_case(fixtures .. "/" .. file)
-      assert(#fails == 0, table.concat(fails, "\n"))
-    end)
-  end
-end)
 
 describe("simulatordeployment.reconcile", function()
   local rec
