@@ -534,6 +534,11 @@ local function epp_condition(s, observed, row)
     return "False", "EPPRollingOut", ("Deployment %s: rolling out, %d/%d replicas updated")
       :format(dkey, rd.updated, rd.desired)
   end
+  -- old replicas not scaled down yet still answer requests (kubectl rollout status waits for them too)
+  if rd.replicas > rd.updated then
+    return "False", "EPPRollingOut", ("Deployment %s: rolling out, %d old replicas pending termination")
+      :format(dkey, rd.replicas - rd.updated)
+  end
   if rd.ready < need then
     return "False", "EPPNotAvailable",
       ("Deployment %s: %d/%d replicas ready%s"):format(dkey, rd.ready, rd.desired,

@@ -81,6 +81,21 @@ local function ready_pods(selector)
   return ips, names
 end
 
+--- Ready addresses of a Service's EndpointSlices (what the gateway balances over):
+--- a set ip -> true. The EndpointSlice controller follows pod readiness with a lag.
+local function ready_endpoints(ns, svc)
+  local out = must("get endpointslices -n " .. ns .. " -l " .. q("kubernetes.io/service-name=" .. svc) .. " -o json")
+  local set = {}
+  for _, s in ipairs(cluster.decode(out).items) do
+    for _, e in ipairs(s.endpoints or {}) do
+      if not (e.conditions and e.conditions.ready == false) then
+        for _, a in ipairs(e.addresses or {}) do set[a] = true end
+      end
+    end
+  end
+  return set
+end
+
 local function condition(kind, name, ns, ctype)
   local o = cluster.get(kind, name, ns)
   for _, c in ipairs(o and o.status and o.status.conditions or {}) do
@@ -141,6 +156,10 @@ describe("the local data plane", function()
 
   dp_it("(a) the proxy-Service path serves over all decode pods", function()
     must("apply -f " .. q(ROOT .. "/examples/schedulerinstall-service.yaml"))
+    -- (b) uses the same EPP and pool names: this CR goes even when a check here fails
+    finally(function()
+      must("delete -f " .. q(ROOT .. "/examples/schedulerinstall-service.yaml") .. " --wait=true --timeout=60s")
+    end)
     local ips = cluster.eventually(120, "2 ready decode pods", function()
       local ips, names = ready_pods("llm-d.ai/role=decode")
       return #names == 2 and ips, #names .. " ready"
@@ -148,6 +167,12 @@ describe("the local data plane", function()
     cluster.eventually(60, "RouteAccepted=True from the local gateway", function()
       local c = condition("schedulerinstall", "sched-service", SCHED, "RouteAccepted")
       return c and c.status == "True", c and c.message
+    end)
+    -- the gateway balances over the proxy Service's ready endpoints: wait until both pods are there
+    cluster.eventually(60, "both decode pods ready in the proxy Service's EndpointSlices", function()
+      local eps, n = ready_endpoints(SIM, "gaie-inference-scheduling-proxy"), 0
+      for ip in pairs(ips) do if eps[ip] then n = n + 1 end end
+      return n == 2, n .. " of 2"
     end)
     local url = gateway_url()
     local before = stats.failed
@@ -168,7 +193,6 @@ describe("the local data plane", function()
     assert.equal(before, stats.failed)
     local c = condition("schedulerinstall", "sched-service", SCHED, "Ready")
     assert.equal("True", c.status, c.message)
-    must("delete -f " .. q(ROOT .. "/examples/schedulerinstall-service.yaml") .. " --wait=true --timeout=60s")
   end)
 
   dp_it("(b) the InferencePool path goes through the EPP to a pool member; prefixes stick, distinct prompts spread",
