@@ -7,7 +7,6 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +17,7 @@
 
 #include "core/metrics.h"
 #include "kube/server.h"
+#include "core/util.h"
 
 struct k8s_server {
   struct MHD_Daemon *d[2]; /* metrics, health */
@@ -110,15 +110,6 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 
 /* ==== lifecycle ============================================================ */
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-  if (!err || !errlen) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
-
 static struct MHD_Daemon *listen_on(struct k8s_server *srv, const char *flag, const char *addr,
                                     char *err, size_t errlen)
 {
@@ -127,7 +118,8 @@ static struct MHD_Daemon *listen_on(struct k8s_server *srv, const char *flag, co
   int rc = k8s_parse_bind_address(addr, host, sizeof(host), &port);
   if (rc == 1) return NULL;
   if (rc < 0) {
-    seterr(err, errlen, "%s: malformed address \"%s\" (want HOST:PORT, :PORT or 0)", flag, addr);
+    k8s_seterr(err, errlen, "%s: malformed address \"%s\" (want HOST:PORT, :PORT or 0)", flag,
+               addr);
     return NULL;
   }
   unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL;
@@ -143,7 +135,7 @@ static struct MHD_Daemon *listen_on(struct k8s_server *srv, const char *flag, co
     char ps[16];
     snprintf(ps, sizeof(ps), "%d", port);
     if (getaddrinfo(host, ps, &hints, &ai) != 0 || !ai) {
-      seterr(err, errlen, "%s: cannot resolve \"%s\"", flag, host);
+      k8s_seterr(err, errlen, "%s: cannot resolve \"%s\"", flag, host);
       return NULL;
     }
     d = MHD_start_daemon(flags | (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0), (uint16_t)port,
@@ -151,7 +143,7 @@ static struct MHD_Daemon *listen_on(struct k8s_server *srv, const char *flag, co
                          MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
     freeaddrinfo(ai);
   }
-  if (!d) seterr(err, errlen, "%s: cannot listen on %s (in use?)", flag, addr);
+  if (!d) k8s_seterr(err, errlen, "%s: cannot listen on %s (in use?)", flag, addr);
   return d;
 }
 
