@@ -10,7 +10,7 @@
 --
 --   bash cmake/run-spec build spec/e2e/helm_spec.lua
 local cluster = require("cluster")
-local lyaml = require("lyaml")
+local k8srt = require("k8srt") -- the runtime's own YAML converter
 
 local root, q = cluster.root, cluster.q
 local CHART = root .. "/deploy/helm/schedsim-operator"
@@ -19,7 +19,7 @@ local function need_cluster() return cluster.need(pending) end
 
 local function docs(text)
   local t = {}
-  for _, d in ipairs(lyaml.load(text, { all = true })) do
+  for _, d in ipairs(assert(k8srt.yaml.load(text))) do
     if type(d) == "table" and d.kind then t[#t + 1] = d end
   end
   return t
