@@ -177,8 +177,10 @@ static void dump_value(struct k8s_buf *b, const json_t *v, int flags, int depth)
       return;
     }
     k8s_buf_addc(b, '{');
+    int written = 0;
     for (size_t j = 0; j < i; j++) {
-      if (j) k8s_buf_addc(b, ',');
+      if ((flags & K8S_JSON_OMIT_NULL) && json_is_null(kvs[j].value)) continue;
+      if (written++) k8s_buf_addc(b, ',');
       dump_string(b, kvs[j].key, kvs[j].len);
       k8s_buf_addc(b, ':');
       dump_value(b, kvs[j].value, flags, depth + 1);

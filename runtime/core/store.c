@@ -99,8 +99,9 @@ int k8s_store_key_of(const json_t *obj, char *buf, size_t buflen)
   return n < 0 || (size_t)n >= buflen ? -1 : n;
 }
 
-/* The JSON text to store: managedFields removed, apiVersion/kind injected
- * when the store has them. Shallow copies only; obj is not modified. */
+/* The JSON text to store: managedFields removed, null object members left
+ * out (K8S_JSON_OMIT_NULL: null means absent in API objects), apiVersion/kind
+ * injected when the store has them. Shallow copies only; obj is not modified. */
 static char *stored_text(const struct k8s_store *s, const json_t *obj, size_t *len)
 {
   json_t *top = json_object();
@@ -128,7 +129,7 @@ static char *stored_text(const struct k8s_store *s, const json_t *obj, size_t *l
       rc |= json_object_setn(top, key, json_object_iter_key_len(it), v);
     }
   }
-  char *text = rc ? NULL : k8s_json_dump(top, 0, len);
+  char *text = rc ? NULL : k8s_json_dump(top, K8S_JSON_OMIT_NULL, len);
   json_decref(top);
   return text;
 }
