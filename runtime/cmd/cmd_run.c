@@ -24,36 +24,44 @@ struct run_flags {
 
 static void usage(FILE *out)
 {
-  fprintf(out,
-          "usage: schedsim-operator run [flags]\n\n"
-          "flags:\n"
-          "  --kubeconfig FILE                  kubeconfig (default: $KUBECONFIG, in-cluster, "
-          "~/.kube/config)\n"
-          "  --context NAME                     kubeconfig context (default: current-context)\n"
-          "  --namespace, -n NS[,NS...]         watch only these namespaces, one list+watch each\n"
-          "                                     (default: all; the namespaced install mode)\n"
-          "  --leader-elect                     elect a leader through a Lease before "
-          "reconciling\n"
-          "  --leader-election-namespace NS     namespace of the Lease (default: in-cluster or "
-          "context namespace)\n"
-          "  --leader-election-id NAME          name of the Lease (default: schedsim-operator)\n"
-          "  --metrics-bind-address ADDR        /metrics address (default :8080; 0 disables)\n"
-          "  --health-probe-bind-address ADDR   /healthz and /readyz address (default :8081; 0 "
-          "disables)\n"
-          "  --scripts DIR                      script set directory (default: bundled)\n"
-          "  --scripts-configmap NS/NAME        ConfigMap overlaying the script set\n"
-          "  --shutdown-timeout DURATION        graceful shutdown bound (default 10s)\n"
-          "  --sync-period DURATION             reconcile every CR this often (default 10m; env "
-          "SCHEDSIM_SYNC_PERIOD)\n"
-          "  --max-concurrent-reconciles N      CRs with writes in flight per controller "
-          "(default 16;\n"
-          "                                     env SCHEDSIM_MAX_CONCURRENT_RECONCILES)\n"
-          "  --lua-memory-limit BYTES           memory cap of the script set (default 64Mi; env\n"
-          "                                     SCHEDSIM_LUA_MEMORY_LIMIT)\n"
-          "  --lua-instruction-budget N         Lua instructions per reconcile (default 1000000;\n"
-          "                                     env SCHEDSIM_LUA_INSTRUCTION_BUDGET)\n"
-          "  --log-format json|text             log format (default json)\n"
-          "  -v N                               log verbosity (default 0)\n");
+  fprintf(
+      out,
+      "usage: schedsim-operator run [flags]\n\n"
+      "flags:\n"
+      "  --kubeconfig FILE                  kubeconfig (default: $KUBECONFIG, in-cluster, "
+      "~/.kube/config)\n"
+      "  --context NAME                     kubeconfig context (default: current-context)\n"
+      "  --namespace, -n NS[,NS...]         watch only these namespaces, one list+watch each\n"
+      "                                     (default: all; the namespaced install mode)\n"
+      "  --leader-elect                     elect a leader through a Lease before "
+      "reconciling\n"
+      "  --leader-election-namespace NS     namespace of the Lease (default: in-cluster or "
+      "context namespace)\n"
+      "  --leader-election-id NAME          name of the Lease (default: schedsim-operator)\n"
+      "  --metrics-bind-address ADDR        /metrics address (default :8080; 0 disables)\n"
+      "  --metrics-secure                   serve /metrics over HTTPS, each scrape authorized\n"
+      "                                     by the API server (TokenReview and\n"
+      "                                     SubjectAccessReview for get /metrics)\n"
+      "  --metrics-cert-path DIR            serving certificate for --metrics-secure (default:\n"
+      "                                     self-signed at start)\n"
+      "  --metrics-cert-name NAME           certificate file in DIR (default tls.crt)\n"
+      "  --metrics-cert-key NAME            key file in DIR (default tls.key)\n"
+      "  --health-probe-bind-address ADDR   /healthz and /readyz address (default :8081; 0 "
+      "disables)\n"
+      "  --scripts DIR                      script set directory (default: bundled)\n"
+      "  --scripts-configmap NS/NAME        ConfigMap overlaying the script set\n"
+      "  --shutdown-timeout DURATION        graceful shutdown bound (default 10s)\n"
+      "  --sync-period DURATION             reconcile every CR this often (default 10m; env "
+      "SCHEDSIM_SYNC_PERIOD)\n"
+      "  --max-concurrent-reconciles N      CRs with writes in flight per controller "
+      "(default 16;\n"
+      "                                     env SCHEDSIM_MAX_CONCURRENT_RECONCILES)\n"
+      "  --lua-memory-limit BYTES           memory cap of the script set (default 64Mi; env\n"
+      "                                     SCHEDSIM_LUA_MEMORY_LIMIT)\n"
+      "  --lua-instruction-budget N         Lua instructions per reconcile (default 1000000;\n"
+      "                                     env SCHEDSIM_LUA_INSTRUCTION_BUDGET)\n"
+      "  --log-format json|text             log format (default json)\n"
+      "  -v N                               log verbosity (default 0)\n");
 }
 
 /* Matches "--name VALUE" and "--name=VALUE"; advances *i past the value. */
@@ -100,6 +108,9 @@ static int parse_flags(int argc, char **argv, struct run_flags *f)
     STR_FLAG("--leader-election-id", f->mo.leader_election_id)
     STR_FLAG("--metrics-bind-address", f->mo.metrics_addr)
     STR_FLAG("--health-probe-bind-address", f->mo.health_addr)
+    STR_FLAG("--metrics-cert-path", f->mo.metrics_cert_path)
+    STR_FLAG("--metrics-cert-name", f->mo.metrics_cert_name)
+    STR_FLAG("--metrics-cert-key", f->mo.metrics_cert_key)
     STR_FLAG("--scripts-configmap", f->co.scripts_configmap)
     STR_FLAG("--scripts", f->co.scripts_dir)
     STR_FLAG("--log-format", f->log_format)
@@ -110,6 +121,14 @@ static int parse_flags(int argc, char **argv, struct run_flags *f)
     }
     if (!strcmp(a, "--leader-elect=false")) {
       f->mo.leader_elect = false;
+      continue;
+    }
+    if (!strcmp(a, "--metrics-secure") || !strcmp(a, "--metrics-secure=true")) {
+      f->mo.metrics_secure = true;
+      continue;
+    }
+    if (!strcmp(a, "--metrics-secure=false")) {
+      f->mo.metrics_secure = false;
       continue;
     }
     if ((r = flag_value(argc, argv, &i, "--shutdown-timeout", &v)) != 0) {
