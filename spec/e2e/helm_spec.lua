@@ -110,6 +110,33 @@ describe("Helm chart (e2e)", function()
     end
   end)
 
+  it("metrics.secure installs what deploy/components/metrics-secure does, and applies", function()
+    local ok, out = template("--set metrics.secure=true --set metrics.port=8443 "
+      .. "--set metrics.serviceMonitor.enabled=true --api-versions monitoring.coreos.com/v1")
+    assert.is_true(ok, out)
+    local chart = by_kind(docs(out))
+    local comp = by_kind(docs(read(root .. "/deploy/components/metrics-secure/metrics_auth_role.yaml")
+      .. "\n---\n" .. read(root .. "/deploy/components/metrics-secure/metrics_reader_role.yaml")))
+    local function rules_of(list, suffix)
+      for _, r in ipairs(list) do
+        if r.metadata.name:sub(-#suffix) == suffix then return r.rules end
+      end
+    end
+    for _, suffix in ipairs({ "-metrics-auth", "-metrics-reader" }) do
+      assert.same(rules_of(comp.ClusterRole, suffix), rules_of(chart.ClusterRole, suffix), suffix)
+    end
+    local args = table.concat(chart.Deployment[1].spec.template.spec.containers[1].args, " ")
+    assert.matches("--metrics-secure", args, 1, true)
+    assert.matches("--metrics-bind-address=:8443", args, 1, true)
+    assert.equals("https", chart.Service[1].spec.ports[1].name)
+    assert.equals("https", chart.ServiceMonitor[1].spec.endpoints[1].scheme)
+    if not need_cluster() then return end
+    local tok, tout = template("--set metrics.secure=true")
+    assert.is_true(tok, tout)
+    local aok, aout = cluster.kubectl("apply --dry-run=server -f -", tout)
+    assert.is_true(aok, aout)
+  end)
+
   it("refuses a wrong RBAC mode", function()
     local ok, out = template("--set rbac.scope=everything", true)
     assert.is_false(ok)
