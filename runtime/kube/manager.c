@@ -8,6 +8,7 @@
  * descriptors; their data is borrowed) and the readiness gates. Everything is
  * freed in k8s_manager_free, in reverse order of creation. */
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +89,9 @@ static void update_ready(struct k8s_manager *m)
   if (!why && !m->ready_reported) {
     m->ready_reported = true;
     k8s_log(K8S_LOG_INFO, "ready", NULL);
+    /* the initial LISTs' bodies and their parse trees are gone: give the
+     * freed heap back to the kernel (≈1 MiB of idle RSS, bench/README.md) */
+    malloc_trim(0);
   }
 }
 
