@@ -15,7 +15,9 @@
 --     metrics address serves nothing else;
 --   * the self-signed certificate names 127.0.0.1 and localhost; one given
 --     with --metrics-cert-path is served instead, and a key that does not
---     match it stops the start with a message naming both files.
+--     match it stops the start with a message naming both files;
+--   * the operator stops cleanly after serving (exit 0, no sanitizer report:
+--     the sanitizer build runs this spec).
 --
 --   bash cmake/run-spec build spec/e2e/metrics_secure_spec.lua
 local cluster = require("cluster")
@@ -148,6 +150,18 @@ describe("secure metrics (e2e)", function()
     assert.equal(200, (get("https://127.0.0.1:" .. mport .. "/metrics", reader, "--cacert " .. q(f))))
     assert.equal(200, (get("https://localhost:" .. mport .. "/metrics", reader, "--cacert " .. q(f))))
     os.remove(f)
+  end)
+
+  it("shuts down cleanly after serving scrapes (exit 0, no sanitizer report)", function()
+    need_cluster()
+    local url = "https://127.0.0.1:" .. mport .. "/metrics"
+    assert.equal(200, (get(url, reader)))
+    local code = op:stop()
+    local err = op:stderr()
+    op:cleanup()
+    op = nil
+    assert.equal(0, code, err:sub(-2000))
+    assert.is_nil(err:find("Sanitizer", 1, true), err:sub(-2000))
   end)
 
   it("serves the certificate of --metrics-cert-path, and refuses a key that is not its own", function()
