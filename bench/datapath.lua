@@ -75,17 +75,6 @@ local function run(url, n, conc)
   return r
 end
 
-local function gateway_url(gw_ns, gw_name)
-  return cluster.eventually(60, "a listener of Gateway " .. gw_name, function()
-    local f = io.open(os.getenv("SCHEDSIM_GATEWAYS") or "")
-    if not f then return nil end
-    for line in f:lines() do
-      local ns, name, _, addr = line:match("^(%S+) (%S+) (%S+) (%S+)$")
-      if ns == gw_ns and name == gw_name then f:close(); return "http://" .. addr end
-    end
-    f:close()
-  end)
-end
 
 local function ready_condition(kind, name, ns)
   local o = cluster.get(kind, name, ns)
@@ -147,7 +136,7 @@ local function main()
     local c = ready_condition("schedulerinstall", "sched-inferencepool", SCHED)
     return c and c.status == "True", c and c.message
   end)
-  local gw = gateway_url(SCHED, GW)
+  local gw = cluster.gateway_url(SCHED, GW)
   cluster.eventually(60, "the EPP picks an endpoint", function()
     local _, h = cluster.sh("curl -s -o /dev/null -D - -m 10 -H 'content-type: application/json' -d "
       .. q(BODY) .. " " .. q(gw .. "/v1/completions"))
@@ -168,7 +157,7 @@ local function main()
     metadata = { name = "bench-service-path", namespace = SIM },
     spec = { parentRefs = { { name = "bench-service-path" } },
              rules = { { backendRefs = { { name = "gaie-inference-scheduling-proxy", port = 8200 } } } } } })
-  local svc_gw = gateway_url(SIM, "bench-service-path")
+  local svc_gw = cluster.gateway_url(SIM, "bench-service-path")
   local ways = {
     { "direct (simulator pod)", "http://" .. pod .. ":8200/v1/completions" },
     { "gateway → Service", svc_gw .. "/v1/completions" },

@@ -71,17 +71,7 @@ local function post(url, body, uncounted)
   return status, headers, out
 end
 
-local function gateway_url()
-  return cluster.eventually(60, "a listener of Gateway " .. GW .. " in $SCHEDSIM_GATEWAYS", function()
-    local f = io.open(os.getenv("SCHEDSIM_GATEWAYS") or "")
-    if not f then return nil end
-    for line in f:lines() do
-      local ns, name, _, addr = line:match("^(%S+) (%S+) (%S+) (%S+)$")
-      if ns == SCHED and name == GW then f:close(); return "http://" .. addr end
-    end
-    f:close()
-  end)
-end
+local function gateway_url() return cluster.gateway_url(SCHED, GW) end
 
 local function ready_pods(selector)
   local out = must("get pods -n " .. SIM .. " -l " .. q(selector) .. " -o json")

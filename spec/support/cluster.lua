@@ -339,6 +339,23 @@ function Proc:cleanup()
   for _, f in ipairs({ self.out, self.err, self.rcfile, self.pidfile, self.base }) do os.remove(f) end
 end
 
+--- The URL (http://ADDR) of Gateway ns/name's first listener on the local
+--- data plane: the local gateway lists each listener it serves in the file
+--- $SCHEDSIM_GATEWAYS ("NS GATEWAY LISTENER ADDR" per line,
+--- spec/cluster/README.md). Waits up to `timeout` seconds (default 60).
+function M.gateway_url(ns, name, timeout)
+  return M.eventually(timeout or 60, "a listener of Gateway " .. ns .. "/" .. name .. " in $SCHEDSIM_GATEWAYS",
+    function()
+      local f = io.open(os.getenv("SCHEDSIM_GATEWAYS") or "")
+      if not f then return nil end
+      for line in f:lines() do
+        local lns, lname, _, addr = line:match("^(%S+) (%S+) (%S+) (%S+)$")
+        if lns == ns and lname == name then f:close(); return "http://" .. addr end
+      end
+      f:close()
+    end)
+end
+
 ---------------------------------------------------------------------------
 -- audit log
 ---------------------------------------------------------------------------
