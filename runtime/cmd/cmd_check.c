@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cmd/cmd.h"
+#include "cmd/cmd_common.h"
 #include "cmd/settings.h"
 #include "lua/check.h"
 
@@ -52,16 +53,10 @@ int cmd_check(int argc, char **argv)
   if (settings_finish("check", 0, &set_flags) != 0) return 2;
   struct lk_engine_opts eo = {set_flags.lua_memory_limit, set_flags.lua_instruction_budget};
   char buf[PATH_MAX];
-  if (!dir && !(dir = lk_scriptset_default_dir(buf, sizeof(buf)))) {
-    fprintf(stderr, "schedsim-operator check: no scripts beside the binary; use --scripts DIR\n");
-    return 2;
-  }
-  char err[1024];
   struct lk_scriptset *set;
-  if (lk_scriptset_load(dir, NULL, 0, NULL, &set, err, sizeof(err)) != 0) {
-    fprintf(stderr, "%s\n", err);
+  /* bare: a script set that does not load is reported as file: message */
+  if (cmd_scripts_load("schedsim-operator check", dir, 1, buf, sizeof(buf), &dir, &set) != 0)
     return 2;
-  }
   char root[PATH_MAX];
   snprintf(root, sizeof(root), "%s", set->dir);
   char revision[sizeof(set->revision)];
