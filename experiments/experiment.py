@@ -226,6 +226,20 @@ def prepare(exp, base, out, rec):
 
     log(f"waiting for SimulatorDeployment {dns}/{dname} Ready")
     eventually(300, f"SimulatorDeployment {dns}/{dname} Ready", ready("simulatordeployment", dns, dname))
+    sd = get_json("simulatordeployment", dname, "-n", dns)
+    want_pods = ((sd.get("spec") or {}).get("decode") or {}).get("replicas")
+    sel = exp.get("simulatorSelector", "llm-d.ai/role=decode")
+
+    def settled():
+        # after a change of the simulator args the old pods go away: wait for one
+        # pod template, every pod of it ready, as many as the CR asks for
+        pods = [p for p in get_json("pods", "-n", dns, "-l", sel)["items"]]
+        hashes = {p["metadata"].get("labels", {}).get("pod-template-hash") for p in pods}
+        nready = sum(1 for p in pods if (condition(p, "Ready") or {}).get("status") == "True"
+                     and not p["metadata"].get("deletionTimestamp"))
+        ok = len(hashes) == 1 and len(pods) == nready and (want_pods is None or nready == want_pods)
+        return ok, f"{len(pods)} pods, {nready} ready, {len(hashes)} templates, want {want_pods}"
+    eventually(300, f"the simulator pods ({sel}) of one template, all ready", settled)
     log(f"waiting for SchedulerInstall {sns}/{sname} Ready" + (f" at scripts {want[:19]}" if want else ""))
     eventually(300, f"SchedulerInstall {sns}/{sname} Ready", ready("schedulerinstall", sns, sname, want))
 
@@ -697,6 +711,8 @@ def run(args):
     target = gateway_url(exp, si)
     rec["gatewayUrl"] = target
     wl = exp["workload"]
+    if os.environ.get("SCHEDSIM_EXPERIMENT_DRIVER"):  # e.g. builtin where inference-perf is not set up
+        wl["driver"] = os.environ["SCHEDSIM_EXPERIMENT_DRIVER"]
     model = wl.get("model", "random")
     # warm-up: the EPP must know its pool before it can pick (not counted in the figures)
     warm = {"sent": 0}
