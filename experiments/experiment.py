@@ -260,7 +260,9 @@ def record_cluster(exp, out, rec):
     spec = si.get("spec", {})
     sim_ns = spec.get("simulatorNamespace", dns)
     sel = exp.get("simulatorSelector", "llm-d.ai/role=decode")
-    pool = (spec.get("epp") or {}).get("poolName", "")
+    # the operator names the EPP <poolName>-epp and labels its pods app=<that>
+    pool = (spec.get("epp") or {}).get("poolName") or ((spec.get("routing") or {}).get("inferencePool") or {}).get(
+        "name") or "gaie-inference-scheduling"
     epp_sel = exp.get("eppSelector", f"app={pool}-epp")
     pods = {"simulators": [], "epp": []}
     sims, epps = [], []
