@@ -394,7 +394,15 @@ class Recorder(socketserver.ThreadingMixIn, http.server.HTTPServer):
         self.upstream = (u.hostname, u.port or 80)
         self.records = []
         self.lock = threading.Lock()
+        self.idle = threading.Condition(self.lock)
+        self.inflight = 0
         self.t0 = time.monotonic()
+
+    def drain(self, timeout=60):
+        """Waits until no request is between arrival and its record (the client may see the
+        end of a response before the handler has appended its record). True when drained."""
+        with self.idle:
+            return self.idle.wait_for(lambda: self.inflight == 0, timeout)
 
     @property
     def url(self):
@@ -418,9 +426,15 @@ class RecorderHandler(http.server.BaseHTTPRequestHandler):
 
     def forward(self):
         srv = self.server
-        n = int(self.headers.get("content-length") or 0)
-        body = self.rfile.read(n) if n else b""
+        with srv.lock:
+            srv.inflight += 1
         rec = {"start": time.monotonic() - srv.t0, "path": self.path, "status": 0}
+        try:
+            n = int(self.headers.get("content-length") or 0)
+            body = self.rfile.read(n) if n else b""
+        except (OSError, ValueError) as e:  # a client that went away: still one request, failed
+            body = b""
+            rec["error"] = f"reading the request: {e}"
         try:
             req = json.loads(body) if body else {}
             rec["stream"] = bool(req.get("stream"))
@@ -453,11 +467,13 @@ class RecorderHandler(http.server.BaseHTTPRequestHandler):
                     rec["ttft"] = time.monotonic() - t_start
                 size += len(chunk)
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            rec["e2e"] = time.monotonic() - t_start  # the last byte, before the client can see the end
             self.wfile.write(b"0\r\n\r\n")
             rec["bytes"] = size
             conn.close()
-        except OSError as e:
+        except Exception as e:  # noqa: BLE001 — whatever broke, the request is recorded as failed
             rec["error"] = f"{type(e).__name__}: {e}"
+            rec["broken"] = rec["status"] != 0  # the response started, then broke: failed too
             if rec["status"] == 0:
                 try:
                     msg = rec["error"].encode()
@@ -467,9 +483,11 @@ class RecorderHandler(http.server.BaseHTTPRequestHandler):
                     self.wfile.write(msg)
                 except OSError:
                     pass
-        rec["e2e"] = time.monotonic() - t_start
-        with srv.lock:
+        rec.setdefault("e2e", time.monotonic() - t_start)
+        with srv.idle:
             srv.records.append(rec)
+            srv.inflight -= 1
+            srv.idle.notify_all()
 
 
 # ---------------------------------------------------------------- saturation
@@ -619,8 +637,13 @@ def percentile(sorted_vals, p):
     return sorted_vals[k]
 
 
+def succeeded(r):
+    """A request succeeded when it got a 200 and its whole body."""
+    return r["status"] == 200 and not r.get("broken")
+
+
 def figures(records, duration, sims, before, after, epp_before, epp_after, saturated):
-    ok = [r for r in records if r["status"] == 200]
+    ok = [r for r in records if succeeded(r)]
     # throughput over the span the requests were in flight (the driver's start-up excluded)
     span = (max(r["start"] + r["e2e"] for r in records) - min(r["start"] for r in records)) if records else 0
     fig = {"requests": {"sent": len(records), "succeeded": len(ok), "failed": len(records) - len(ok)},
@@ -641,7 +664,7 @@ def figures(records, duration, sims, before, after, epp_before, epp_after, satur
         fig["saturatedPodShare"] = fig["podShare"].get(saturated, 0)
     errors = {}
     for r in records:
-        if r["status"] != 200:
+        if not succeeded(r):
             e = f"{r['status']} {r.get('error', '')}".strip()
             errors[e] = errors.get(e, 0) + 1
     fig["failures"] = errors
@@ -761,6 +784,8 @@ def run(args):
             driver = run_builtin(wl, recorder.url, model)
     finally:
         duration = time.monotonic() - t0
+        if not recorder.drain():
+            log("the recorder still has requests in flight after 60 s; they are not in the figures")
         recorder.shutdown()
     sim_after, epp_after = sim_metrics(), epp_metrics()
     if saturator:
@@ -865,7 +890,7 @@ def plots(args, recs):
         reqs = []
         with open(os.path.join(d, "requests.jsonl")) as f:
             reqs = [json.loads(line) for line in f if line.strip()]
-        ok = [r for r in reqs if r["status"] == 200]
+        ok = [r for r in reqs if succeeded(r)]
         for key in ("ttft", "e2e"):
             vals = sorted(r[key] for r in ok if r.get(key) is not None)
             with open(os.path.join(tmp, f"{key}{i}.dat"), "w") as f:
