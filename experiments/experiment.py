@@ -19,6 +19,7 @@ whichever driver sent it. Pod and EPP metrics are scraped on pod IPs (reachable 
 data plane; elsewhere the record says why they are missing).
 """
 import argparse
+import hashlib
 import http.client
 import http.server
 import json
@@ -439,6 +440,9 @@ class RecorderHandler(http.server.BaseHTTPRequestHandler):
             req = json.loads(body) if body else {}
             rec["stream"] = bool(req.get("stream"))
             rec["maxTokens"] = req.get("max_tokens")
+            text = req.get("prompt") or "".join(str(m.get("content", "")) for m in req.get("messages") or [])
+            if isinstance(text, str):  # the first 64 characters name a shared-prefix group
+                rec["prefixKey"] = hashlib.sha1(text[:64].encode()).hexdigest()[:12]
         except ValueError:
             pass
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP}
@@ -662,6 +666,16 @@ def figures(records, duration, sims, before, after, epp_before, epp_after, satur
     if saturated:
         fig["saturatedPod"] = saturated
         fig["saturatedPodShare"] = fig["podShare"].get(saturated, 0)
+    # prefix affinity: of the requests whose first 64 characters another request shares,
+    # the fraction served by their group's most used pod (1.0: every group on one pod)
+    groups = {}
+    for r in ok:
+        if r.get("prefixKey"):
+            groups.setdefault(r["prefixKey"], []).append(r.get("pod"))
+    shared = [g for g in groups.values() if len(g) > 1]
+    on_top = sum(max(g.count(p) for p in set(g)) for g in shared)
+    fig["prefixAffinity"] = {"groups": len(shared), "requests": sum(len(g) for g in shared),
+                             "onGroupPod": round(on_top / sum(len(g) for g in shared), 4) if shared else None}
     errors = {}
     for r in records:
         if not succeeded(r):
@@ -841,6 +855,9 @@ def flat(rec):
         rows.append(("saturated pod share", f["saturatedPodShare"]))
     for pod, s in f["podShare"].items():
         rows.append((f"share {pod}", s))
+    pa = f.get("prefixAffinity") or {}
+    rows.append(("prefix groups (>1 request)", pa.get("groups")))
+    rows.append(("prefix affinity (on group's pod)", pa.get("onGroupPod")))
     sm, em = f["simulatorMetrics"], f["eppMetrics"]
     rows.append(("simulator prefix-cache hit ratio", sm.get("prefixCacheHitRatio")))
     for k in ("requests", "requestErrors", "schedulingDecisions", "prefixIndexerMeanHitRatio"):
