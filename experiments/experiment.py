@@ -564,11 +564,25 @@ def run_inference_perf(wl, target, model, out):
                            env=env, cwd=d)
     if p.returncode != 0:
         raise ExperimentError(f"inference-perf exited {p.returncode}; see {d}/stdout.log")
+    res = {"requests": None}
     try:
         with open(os.path.join(d, "per_request_lifecycle_metrics.json")) as f:
-            return {"requests": len(json.load(f))}
-    except (OSError, ValueError):
-        return {"requests": None}
+            res["requests"] = len(json.load(f))
+        # inference-perf's own view, kept beside the recorder's (its TTFT is measured at
+        # the client, in front of the recorder)
+        with open(os.path.join(d, "summary_lifecycle_metrics.json")) as f:
+            summ = json.load(f)
+        lat = (summ.get("successes") or {}).get("latency") or {}
+        res["summary"] = {"successes": (summ.get("successes") or {}).get("count"),
+                          "failures": (summ.get("failures") or {}).get("count"),
+                          "benchmarkSeconds": summ.get("benchmark_time_seconds"),
+                          "ttftSeconds": {k: (lat.get("time_to_first_token") or {}).get(k)
+                                          for k in ("median", "p95", "p99")},
+                          "requestLatencySeconds": {k: (lat.get("request_latency") or {}).get(k)
+                                                    for k in ("median", "p95", "p99")}}
+    except (OSError, ValueError, AttributeError):
+        pass
+    return res
 
 
 WORDS = [a + b for a in ("ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "ze", "po", "da", "fe", "gu", "hi", "ja", "ko")
