@@ -53,7 +53,11 @@ describe("kubectl habits (e2e)", function()
 
   it("explains status fields on one line each", function()
     if not need_cluster() then return end
-    local out = cluster.must("explain schedulerinstall.status.backendRef")
+    -- the API server publishes a new CRD's OpenAPI a little after Established: wait for it
+    local out = cluster.eventually(60, "kubectl explain schedulerinstall.status.backendRef", function()
+      local ok, text = cluster.kubectl("explain schedulerinstall.status.backendRef")
+      return ok and text, text
+    end)
     for _, f in ipairs({ "group", "kind", "name", "namespace", "port" }) do
       assert.matches("\n  " .. f .. "%s+<[^>]+>\n%s+%S", out, nil, "backendRef." .. f .. " has a description")
     end
