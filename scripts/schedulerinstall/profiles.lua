@@ -1,8 +1,8 @@
 -- EPP EndpointPickerConfig profiles, selected by spec.epp.configProfile and
 -- written (YAML, through k8s.yaml.encode) to the ConfigMap <epp.name>-config,
--- key epp-config.yaml. The three profiles are the reference operator's; edit
--- them here (or overlay this module from the scripts ConfigMap, key
--- "schedulerinstall.profiles.lua") to change how the EPP scores endpoints.
+-- key epp-config.yaml. The three profiles are the reference operator's; patch
+-- them from the scripts ConfigMap, key "policy.lua", section `profiles`
+-- (doc/hot-reload.md, "Policy overlays") to change how the EPP scores endpoints.
 -- Plugin types: llm-d-inference-scheduler v0.4.0 docs/architecture.md ("Configuration")
 -- and the plugin type constants of gateway-api-inference-extension v1.2.0 (pkg/epp);
 -- doc/scheduler-workflow.md lists them.
@@ -13,7 +13,7 @@ M.kind = "EndpointPickerConfig"
 M.config_key = "epp-config.yaml"
 M.mount_path = "/etc/epp"
 
-M.profiles = {
+M.profiles = require("lib.policy").apply("profiles", {
   -- decode-oriented: load, prefix-cache and KV-cache utilisation scorers
   default = {
     plugins = {
@@ -66,7 +66,7 @@ M.profiles = {
       } },
     },
   },
-}
+})
 
 -- Deep copy, marking every sequence as a JSON/YAML array.
 local function copy(v)
@@ -85,7 +85,7 @@ function M.config(name)
     for k in pairs(M.profiles) do known[#known + 1] = k end
     table.sort(known)
     return nil, ("spec.epp.configProfile %q is not one of %s (the profiles of the script set: "
-      .. "schedulerinstall.profiles)")
+      .. "schedulerinstall.profiles and the policy's profiles)")
       :format(tostring(name), table.concat(known, ", "))
   end
   local cfg = copy(p)

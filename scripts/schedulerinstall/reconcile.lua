@@ -12,14 +12,17 @@
 --   backend namespace    ReferenceGrant when the route crosses namespaces
 --   simulator namespace  proxy Service, its DestinationRule (istio)
 --
--- The routing policy lives in schedulerinstall.routing, the EPP profiles in
--- schedulerinstall.profiles, the version tables in schedulerinstall.versions.
+-- The routing policy's knobs live in schedulerinstall.routing (applied by
+-- schedulerinstall.route), everything EPP (profiles, version rows, RBAC,
+-- probes) in lib.epp, the simulator version table in schedulerinstall.versions;
+-- a policy overlay (scripts/policy.lua) patches the knobs.
 local conditions = require("lib.conditions")
 local labels = require("lib.labels")
 local names = require("lib.names")
 local obj = require("lib.obj")
 local argslib = require("lib.args")
 local routing = require("schedulerinstall.routing")
+local routes = require("schedulerinstall.route")
 local profiles = require("schedulerinstall.profiles")
 local versions = require("schedulerinstall.versions")
 
@@ -581,11 +584,10 @@ function M.reconcile(cr, observed, ctx)
   local sim_image, sim_source = simulator_image(s)
   local kv_metric, sim_version = versions.sim_kv_metric(sim_image)
 
-  -- the pool and the routing decision: the routed pool when the route wants
-  -- one, else the EPP's pool
-  local routed = s.routing.enabled and s.routing.backend_type == "InferencePool"
-  local p = routed and pool_facts(s, s.pool.name, s.pool.namespace)
-    or pool_facts(s, s.epp.pool_name, s.epp.pool_namespace)
+  -- the routing decision: the policy picks the backend from the facts
+  -- without the pool, then the pool of the route (when it uses one, else the
+  -- EPP's pool) is looked up and checked
+  ---@type RoutingFacts
   local facts = {
     -- the CR as the policy may read it (a copy: the policy cannot change it)
     cr = { metadata = { name = cr.metadata.name, namespace = cr.metadata.namespace,
@@ -602,10 +604,18 @@ function M.reconcile(cr, observed, ctx)
     serving_port_field = s.serving_port_field,
     epp = { enabled = s.epp.enabled, pool_name = s.epp.pool_name, pool_namespace = s.epp.pool_namespace,
       name = s.epp.name, port = s.epp.port },
-    pool = p,
-    pool_applies = routed or s.epp.enabled,
   }
-  local d = routing.decide(facts)
+  local backend = routing.backend_type(facts)
+  if backend ~= "Service" and backend ~= "InferencePool" then
+    error(("routing.backend_type returned %s; want \"Service\" or \"InferencePool\""):format(tostring(backend)))
+  end
+  facts.backend_type = backend
+  local routed = s.routing.enabled and backend == "InferencePool"
+  local p = routed and pool_facts(s, s.pool.name, s.pool.namespace)
+    or pool_facts(s, s.epp.pool_name, s.epp.pool_namespace)
+  facts.pool = p
+  facts.pool_applies = routed or s.epp.enabled
+  local d = routes.decide(facts)
 
   -- scheduler namespace: the EPP
   if s.epp.enabled then
@@ -709,7 +719,7 @@ function M.reconcile(cr, observed, ctx)
         end
       end
       local route = names.observed_child(observed, M.GATEWAY_API, "HTTPRoute", s.sched_ns, s.routing.route_name)
-      local rc = routing.route_condition(route, s.routing.parent, d.ref, route_key)
+      local rc = routes.route_condition(route, s.routing.parent, d.ref, route_key)
       set_later("RouteAccepted", rc.status, rc.reason, rc.message)
     end
   end

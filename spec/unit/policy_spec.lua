@@ -1,0 +1,73 @@
+-- Policy overlays (scripts/lib/policy.lua): the merge rules a `policy.lua`
+-- overlay is patched over the bundled knobs with, and the errors for a
+-- misspelt section or knob (doc/hot-reload.md, "Policy overlays").
+local fake = require("fake_k8s")
+
+--- Loads module `name` afresh with `policy` returning `overrides`.
+local function with_policy(overrides, name)
+  for k in pairs(package.loaded) do
+    if k == "policy" or k:match("^lib%.") or k:match("^schedulerinstall%.") or k:match("^simulatordeployment%.") then
+      package.loaded[k] = nil
+    end
+  end
+  package.loaded["policy"] = overrides
+  return require(name)
+end
+
+describe("lib.policy", function()
+  local policy
+  before_each(function()
+    fake.install({})
+    policy = with_policy({}, "lib.policy")
+  end)
+  after_each(function() package.loaded["policy"] = nil end)
+
+  it("merges maps by key and replaces scalars, functions and plain lists", function()
+    local f = function() end
+    local got = policy.merge({ a = 1, m = { x = 1, y = 2 }, l = { "a", "b" }, fn = print },
+      { a = 2, m = { y = 3, z = 4 }, l = { "c" }, fn = f }, "p")
+    assert.same({ a = 2, m = { x = 1, y = 3, z = 4 }, l = { "c" }, fn = f }, got)
+  end)
+
+  it("deletes a map key set to k8s.null, and replaces a table marked $patch replace", function()
+    local got = policy.merge({ m = { x = 1, y = 2 }, n = { x = 1 } },
+      { m = { x = fake.null }, n = { ["$patch"] = "replace", z = 9 } }, "p")
+    assert.same({ m = { y = 2 }, n = { z = 9 } }, got)
+  end)
+
+  it("merges lists of records on pluginRef, name or type; appends new keys; deletes with $patch delete", function()
+    local base = { { pluginRef = "a", weight = 1 }, { pluginRef = "b", weight = 2 }, { pluginRef = "c" } }
+    local got = policy.merge(base, { { pluginRef = "b", weight = 5 }, { pluginRef = "d", weight = 1 },
+      { pluginRef = "a", ["$patch"] = "delete" } }, "p")
+    assert.same({ { pluginRef = "b", weight = 5 }, { pluginRef = "c" }, { pluginRef = "d", weight = 1 } }, got)
+    assert.same({ { pluginRef = "a", weight = 1 }, { pluginRef = "b", weight = 2 }, { pluginRef = "c" } }, base,
+      "the defaults are left alone")
+    local plugins = { { type = "x" }, { type = "y", name = "y1", parameters = { p = 1 } } }
+    assert.same({ { type = "x" }, { type = "y", name = "y1", parameters = { p = 2 } } },
+      policy.merge(plugins, { { name = "y1", parameters = { p = 2 } } }, "p"))
+  end)
+
+  it("names the element a $patch delete does not find", function()
+    local ok, err = pcall(policy.merge, { { name = "a" } }, { { name = "zz", ["$patch"] = "delete" } }, "policy.x")
+    assert.is_false(ok)
+    assert.matches('policy.x[name="zz"]: $patch delete: no such element', err, 1, true)
+  end)
+
+  it("refuses an unknown section and a misspelt knob, naming them", function()
+    local ok, err = pcall(with_policy, { routng = {} }, "schedulerinstall.routing")
+    assert.is_false(ok)
+    assert.matches("policy.routng: no such section", err, 1, true)
+    ok, err = pcall(with_policy, { routing = { fallback_defualt = "None" } }, "schedulerinstall.routing")
+    assert.is_false(ok)
+    assert.matches("policy.routing.fallback_defualt: no such knob", err, 1, true)
+    assert.matches("fallback_default", err, 1, true)
+  end)
+
+  it("patches the routing knobs", function()
+    local routing = with_policy({ routing = { fallback_default = "None", portless_pool_classes = { istio = true,
+      kgateway = fake.null } } }, "schedulerinstall.routing")
+    assert.equals("None", routing.fallback_default)
+    assert.same({ istio = true, agentgateway = true }, routing.portless_pool_classes)
+    assert.equals(3, #routing.gateway_hints)
+  end)
+end)
