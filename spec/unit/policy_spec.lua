@@ -71,3 +71,60 @@ describe("lib.policy", function()
     assert.equals(3, #routing.gateway_hints)
   end)
 end)
+
+describe("a policy overlay's profiles", function()
+  after_each(function() package.loaded["policy"] = nil end)
+
+  --- The EPP ConfigMap text of a reconcile result.
+  local function epp_config(res)
+    for _, c in ipairs(res.children) do
+      if c.kind == "ConfigMap" and c.data and (c.data["epp-config.yaml"] or c.data["default-plugins.yaml"]) then
+        return fake.yaml_load_all(c.data["epp-config.yaml"] or c.data["default-plugins.yaml"])[1]
+      end
+    end
+  end
+
+  local function weight(cfg, profile, ref)
+    for _, sp in ipairs(cfg.schedulingProfiles) do
+      if sp.name == profile then
+        for _, p in ipairs(sp.plugins) do if p.pluginRef == ref then return p.weight end end
+      end
+    end
+  end
+
+  it("reach the EPPs of both kinds (lib.epp is the one place)", function()
+    local function reconcile(module, example)
+      local rec = require(module)
+      local cr = fake.yaml_load_file((os.getenv("SCHEDSIM_ROOT") or ".") .. "/examples/" .. example)[1]
+      return epp_config(rec.reconcile(cr, fake.observed({}, {}), fake.ctx()))
+    end
+    fake.install({})
+    local overlay = { profiles = {
+      default = { schedulingProfiles = { { name = "default", plugins = { { pluginRef = "load-aware-scorer",
+        weight = 7 } } } } },
+      pd = { schedulingProfiles = { { name = "decode", plugins = { { pluginRef = "prefix-cache-scorer",
+        weight = 5 } } } } },
+    } }
+    with_policy(overlay, "lib.epp")
+    local si = reconcile("schedulerinstall.reconcile", "schedulerinstall-service.yaml")
+    assert.equals(7, weight(si, "default", "load-aware-scorer"))
+    assert.equals(2, weight(si, "default", "prefix-cache-scorer"), "the other plugins stay")
+    local sd = reconcile("simulatordeployment.reconcile", "simulatordeployment-full.yaml")
+    assert.equals(5, weight(sd, "decode", "prefix-cache-scorer"))
+    assert.equals(2, weight(sd, "prefill", "prefix-cache-scorer"))
+    with_policy({}, "lib.epp")
+    si = reconcile("schedulerinstall.reconcile", "schedulerinstall-service.yaml")
+    assert.equals(1, weight(si, "default", "load-aware-scorer"))
+  end)
+
+  it("patch the image default and the profile a CR gets, and refuse a misspelt epp knob", function()
+    fake.install({})
+    local epp = with_policy({ epp = { image = "ghcr.io/llm-d/llm-d-inference-scheduler:v0.7.1",
+      default_profile = "proxy-performance" } }, "lib.epp")
+    assert.equals("ghcr.io/llm-d/llm-d-inference-scheduler:v0.7.1", epp.knobs.image)
+    assert.equals("pd", epp.knobs.pd_profile)
+    local ok, err = pcall(with_policy, { epp = { imgae = "x" } }, "lib.epp")
+    assert.is_false(ok)
+    assert.matches("policy.epp.imgae: no such knob", err, 1, true)
+  end)
+end)
