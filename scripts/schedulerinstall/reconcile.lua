@@ -556,6 +556,15 @@ end
 
 -- --------------------------------------------------------------- reconcile
 
+--- The reconcile entry point (doc/architecture.md, "The reconcile contract"):
+--- the desired children in every namespace the CR reaches and the status.
+--- The routing decision is the policy's (schedulerinstall.routing knobs,
+--- applied by schedulerinstall.route to the RoutingFacts gathered here).
+--- Raises k8s.terminal for a spec no reconcile can fix (Ready=False InvalidSpec).
+--- @param cr k8s.Object      the SchedulerInstall as the cache holds it
+--- @param observed k8s.Observed  the children the runtime found (owner label)
+--- @param ctx k8s.Ctx|nil
+--- @return k8s.Result
 function M.reconcile(cr, observed, ctx)
   if ctx and ctx.finalizing then return { finalized = true } end
   local s = M.resolve(cr)

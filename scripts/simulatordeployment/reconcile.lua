@@ -641,11 +641,13 @@ local function endpoints(s, url)
   return obj.array(out)
 end
 
---- The reconcile entry point (doc/architecture.md, "The reconcile contract").
---- @param cr table
---- @param observed table
---- @param ctx table
---- @return table result
+--- The reconcile entry point (doc/architecture.md, "The reconcile contract"):
+--- the desired children and the status for one SimulatorDeployment. Raises
+--- k8s.terminal for a spec no reconcile can fix (Ready=False InvalidSpec).
+--- @param cr k8s.Object      the SimulatorDeployment as the cache holds it
+--- @param observed k8s.Observed  the children the runtime found (owner label)
+--- @param ctx k8s.Ctx|nil
+--- @return k8s.Result
 function M.reconcile(cr, observed, ctx)
   if ctx and ctx.finalizing then
     return { children = obj.array({}), finalized = true }

@@ -128,3 +128,26 @@ describe("a policy overlay's profiles", function()
     assert.matches("policy.epp.imgae: no such knob", err, 1, true)
   end)
 end)
+
+describe("a policy overlay in the production engine", function()
+  local k8sengine = require("k8sengine")
+  local root = os.getenv("SCHEDSIM_ROOT") or "."
+
+  it("routes by a CR label (examples/scripts-configmap-route-by-label.yaml)", function()
+    local cm = fake.yaml_load_file(root .. "/examples/scripts-configmap-route-by-label.yaml")[1]
+    local eng = assert(k8sengine.load(root .. "/scripts", { overlay = { ["policy.lua"] = cm.data["policy.lua"] } }))
+    finally(function() eng:close() end)
+    local cr = fake.yaml_load_file(root .. "/examples/schedulerinstall-service.yaml")[1]
+    cr.metadata.namespace = cr.metadata.namespace or "default"
+    local function backend(labels)
+      cr.metadata.labels = labels
+      local res = eng:reconcile("schedulerinstall", cr, {})
+      assert.is_nil(res.error, res.error)
+      return res.status.backend
+    end
+    assert.equals("Service", cr.spec.routing.backendType)
+    assert.equals("Service", backend({}))
+    assert.equals("InferencePool", backend({ ["sim.llm-d.io/route"] = "epp" }))
+    assert.equals("Service", backend({ ["sim.llm-d.io/route"] = "proxy" }))
+  end)
+end)
