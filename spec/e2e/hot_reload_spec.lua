@@ -236,7 +236,8 @@ describe("hot reload (e2e)", function()
   end)
 
   it("passes the check with each example ConfigMap overlaid", function()
-    for _, name in ipairs({ "scripts-configmap-scorer-weights.yaml", "scripts-configmap-routing.yaml" }) do
+    for _, name in ipairs({ "scripts-configmap-scorer-weights.yaml", "scripts-configmap-routing.yaml",
+      "scripts-configmap-route-by-label.yaml" }) do
       local rev, ok, msgs, ncases = checked_revision(example_data(name))
       assert.is_true(ok, name .. ":\n" .. table.concat(msgs, "\n"))
       assert.is_true(ncases > 0)
