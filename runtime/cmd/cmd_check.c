@@ -219,6 +219,7 @@ int cmd_check(int argc, char **argv)
   snprintf(root, sizeof(root), "%s", set->dir);
   char revision[sizeof(set->revision)];
   memcpy(revision, set->revision, sizeof(revision));
+  size_t ofiles = set->nofixtures, oreplaced = set->nreplaced;
   struct lk_messages msgs = {0};
   struct lk_check_stats st;
   int problems = lk_check(set, &eo, &msgs, &st, NULL);
@@ -247,7 +248,12 @@ int cmd_check(int argc, char **argv)
     fprintf(stderr, "check: %d problem%s in %s\n", problems, problems == 1 ? "" : "s", root);
     return 1;
   }
-  printf("ok: %zu modules, %zu controllers, %zu fixture cases passed (%s, %s)\n", st.modules,
-         st.controllers, st.cases, root, revision);
+  char from_overlay[96] = "";
+  if (ofiles)
+    snprintf(from_overlay, sizeof(from_overlay),
+             "; %zu fixture file%s from the overlay, %zu replacing", ofiles, ofiles == 1 ? "" : "s",
+             oreplaced);
+  printf("ok: %zu modules, %zu controllers, %zu fixture cases passed (%s, %s%s)\n", st.modules,
+         st.controllers, st.cases, root, revision, from_overlay);
   return 0;
 }
