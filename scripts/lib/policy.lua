@@ -138,10 +138,12 @@ end
 
 --- `defaults` (a knob module's table) with section `section` of the policy
 --- merged over it. Every top-level key of the section must be a knob of
---- `defaults`; raises naming the first that is not.
+--- `defaults`; raises naming the first that is not. Typed as returning what
+--- it is given, so a knob module keeps its class for an editor.
+--- @generic T: table
 --- @param section string  "routing" | "profiles" | "epp"
---- @param defaults table
---- @return table
+--- @param defaults T
+--- @return T
 function M.apply(section, defaults)
   local patch = M.overrides()[section]
   if patch == nil then return defaults end

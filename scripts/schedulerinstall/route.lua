@@ -33,6 +33,7 @@ end
 --- message. `f` are the facts (RoutingFacts).
 ---@type (fun(f: RoutingFacts): boolean, string?, string?)[]
 M.checks = {
+  ---@param f RoutingFacts
   function(f) -- the pool's kind is served
     local p = f.pool
     if p.served then return true end
@@ -45,6 +46,7 @@ M.checks = {
       "InferencePool is not served by the API server (neither inference.networking.k8s.io/v1 nor "
         .. "inference.networking.x-k8s.io/v1alpha2); install the Gateway API Inference Extension CRDs"
   end,
+  ---@param f RoutingFacts
   function(f) -- the pool exists, or we create it
     local p = f.pool
     if p.managed or p.object then return true end
@@ -52,6 +54,7 @@ M.checks = {
       ("InferencePool %s (%s) not found; create it or set spec.routing.inferencePool.managed: true")
         :format(pool_key(p), p.apiVersion)
   end,
+  ---@param f RoutingFacts
   function(f) -- it targets the decode serving port
     local p = f.pool
     if p.port and p.port ~= f.serving_port then
@@ -67,11 +70,13 @@ M.checks = {
       ("InferencePool %s %s %s != decode serving port %d (%s)")
         :format(pool_key(p), ports_text(p), tostring(ports[1] or "(none)"), f.serving_port, f.serving_port_field)
   end,
+  ---@param f RoutingFacts
   function(f) -- an EPP serves it
     if f.epp.enabled then return true end
     return false, "EPPDisabled",
       ("spec.epp.enabled is false: no endpoint picker serves InferencePool %s"):format(pool_key(f.pool))
   end,
+  ---@param f RoutingFacts
   function(f) -- and it is the pool this EPP watches
     local p = f.pool
     if f.epp.pool_name == p.name and f.epp.pool_namespace == p.namespace then return true end
@@ -79,6 +84,7 @@ M.checks = {
       ("the EPP serves InferencePool %s/%s (spec.epp.poolNamespace/poolName) but the route uses %s")
         :format(f.epp.pool_namespace, f.epp.pool_name, pool_key(p))
   end,
+  ---@param f RoutingFacts
   function(f) -- and an existing pool sends its requests to this EPP
     local p, ref = f.pool, f.pool.epp_ref
     if p.managed or not p.object or not ref then return true end
