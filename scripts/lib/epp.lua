@@ -93,6 +93,51 @@ M.profiles = policy.apply("profiles", {
 
 -- -------------------------------------------------------------- profiles
 
+--- Why profile `p` (named `name`) cannot be an EndpointPickerConfig, or nil:
+--- `plugins` and `schedulingProfiles` must be non-empty lists, every plugin
+--- needs a `type`, and every `pluginRef` must name a plugin of the profile
+--- (its `name`, else its `type`), so a misspelt ref in a policy overlay (which
+--- merges as a new entry) fails `check` instead of the EPP at startup.
+--- @param name string
+--- @param p table
+--- @return string|nil
+function M.profile_problem(name, p)
+  local where = ("profile %q (lib/epp.lua and the policy's profiles)"):format(name)
+  if type(p) ~= "table" or type(p.plugins) ~= "table" or #p.plugins == 0
+    or type(p.schedulingProfiles) ~= "table" or #p.schedulingProfiles == 0 then
+    return where .. ": needs plugins and schedulingProfiles (non-empty lists)"
+  end
+  local defined = {}
+  for i, pl in ipairs(p.plugins) do
+    if type(pl) ~= "table" or type(pl.type) ~= "string" then
+      return ("%s: plugins[%d]: needs a type"):format(where, i)
+    end
+    defined[pl.name or pl.type] = true
+  end
+  for _, sp in ipairs(p.schedulingProfiles) do
+    for j, ref in ipairs(type(sp) == "table" and sp.plugins or {}) do
+      if not defined[ref.pluginRef] then
+        local known = {}
+        for k in pairs(defined) do known[#known + 1] = k end
+        table.sort(known)
+        return ("%s: schedulingProfiles %q plugins[%d]: pluginRef %q names no plugin of the profile (%s)")
+          :format(where, tostring(sp.name), j, tostring(ref.pluginRef), table.concat(known, ", "))
+      end
+    end
+  end
+  return nil
+end
+
+for _, name in ipairs((function()
+  local names = {}
+  for k in pairs(M.profiles) do names[#names + 1] = k end
+  table.sort(names)
+  return names
+end)()) do
+  local problem = M.profile_problem(name, M.profiles[name])
+  if problem then error(problem, 0) end
+end
+
 M.CONFIG_API = "inference.networking.x-k8s.io/v1alpha1"
 M.CONFIG_KIND = "EndpointPickerConfig"
 

@@ -151,3 +151,25 @@ describe("a policy overlay in the production engine", function()
     assert.equals("Service", backend({ ["sim.llm-d.io/route"] = "proxy" }))
   end)
 end)
+
+describe("a policy overlay's profiles are checked when lib.epp loads", function()
+  after_each(function() package.loaded["policy"] = nil end)
+
+  it("refuses a pluginRef that names no plugin (a misspelt weight patch), naming profile and ref", function()
+    fake.install({})
+    local ok, err = pcall(with_policy, { profiles = { default = { schedulingProfiles = {
+      { name = "default", plugins = { { pluginRef = "load-awre-scorer", weight = 3 } } } } } } }, "lib.epp")
+    assert.is_false(ok)
+    assert.matches('profile "default"', err, 1, true)
+    assert.matches('pluginRef "load-awre-scorer" names no plugin of the profile', err, 1, true)
+  end)
+
+  it("refuses a new profile without plugins (a misspelt profile name)", function()
+    fake.install({})
+    local ok, err = pcall(with_policy, { profiles = { defualt = { schedulingProfiles = {
+      { name = "default", plugins = { { pluginRef = "load-aware-scorer", weight = 3 } } } } } } }, "lib.epp")
+    assert.is_false(ok)
+    assert.matches('profile "defualt"', err, 1, true)
+    assert.matches("needs plugins and schedulingProfiles", err, 1, true)
+  end)
+end)
