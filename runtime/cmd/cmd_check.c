@@ -15,6 +15,7 @@
 #include <jansson.h>
 
 #include "cmd/cmd.h"
+#include "cmd/cmd_common.h"
 #include "cmd/settings.h"
 #include "core/yaml.h"
 #include "lua/check.h"
@@ -196,25 +197,19 @@ int cmd_check(int argc, char **argv)
   if (settings_finish("check", 0, &set_flags) != 0) return 2;
   struct lk_engine_opts eo = {set_flags.lua_memory_limit, set_flags.lua_instruction_budget};
   char buf[PATH_MAX];
-  if (!dir && !(dir = lk_scriptset_default_dir(buf, sizeof(buf)))) {
-    fprintf(stderr, "schedsim-operator check: no scripts beside the binary; use --scripts DIR\n");
-    return 2;
-  }
-  char err[1024];
   struct lk_scriptset *set;
   struct overlay ov = {0};
   if (overlay_path && overlay_read(overlay_path, &ov) != 0) {
     overlay_free(&ov);
     return 2;
   }
-  /* origin "configmap", as the operator names the overlay in messages */
+  /* bare: a script set that does not load is reported as file: message;
+   * origin "configmap", as the operator names the overlay in messages */
   int lrc =
-      lk_scriptset_load(dir, ov.v, ov.n, overlay_path ? "configmap" : NULL, &set, err, sizeof(err));
+      cmd_scripts_load_overlay("schedsim-operator check", dir, 1, ov.v, ov.n,
+                               overlay_path ? "configmap" : NULL, buf, sizeof(buf), &dir, &set);
   overlay_free(&ov);
-  if (lrc != 0) {
-    fprintf(stderr, "%s\n", err);
-    return 2;
-  }
+  if (lrc != 0) return 2;
   char root[PATH_MAX];
   snprintf(root, sizeof(root), "%s", set->dir);
   char revision[sizeof(set->revision)];

@@ -42,6 +42,7 @@
 #include <string.h>
 
 #include "cmd/cmd.h"
+#include "cmd/cmd_common.h"
 #include "cmd/crinput.h"
 #include "cmd/diff_tree.h"
 #include "cmd/udiff.h"
@@ -412,9 +413,11 @@ struct pending_apply {
   struct kstore k; /* gvr storage */
 };
 
-/* Diffs one reconciled CR. Returns the number of changed objects, or -1 on
- * a cluster error (printed). */
-static int diff_one(struct diffctx *x, struct lk_engine *e, struct input *in)
+/* Reconciles one CR as the operator would, on the live discovery and the
+ * cache of fill_cache; *r is the caller's (lk_result_free). Returns
+ * lk_engine_reconcile's status, after a message when it failed. */
+static int reconcile_cr(struct diffctx *x, struct lk_engine *e, const struct input *in,
+                        struct lk_result *r)
 {
   const json_t *md = json_object_get(in->applied, "metadata");
   const char *ns = cr_sget(md, "namespace"), *name = cr_sget(md, "name");
@@ -431,17 +434,18 @@ static int diff_one(struct diffctx *x, struct lk_engine *e, struct input *in)
                                .discovery = &disc,
                                .log_fields = fields,
                                .nlog_fields = 2};
-  struct lk_result r;
-  int st = lk_engine_reconcile(e, &ri, &r);
+  int st = lk_engine_reconcile(e, &ri, r);
   if (st != 0)
     fprintf(stderr, "%s: %s: %s %s: the reconcile would fail: %s\n", prog, in->file,
-            cr_sget(in->applied, "kind"), key, r.err.message ? r.err.message : "?");
+            cr_sget(in->applied, "kind"), key, r->err.message ? r->err.message : "?");
+  return st;
+}
 
-  struct output out = {0};
-  int changed = 0, failed = 0;
-  char sk[1400];
-
-  /* the CR: spec (dry-run apply), finalizer, status */
+/* The CR as the operator would leave it (new reference): the dry-run apply
+ * answer, with the finalizer it would add or remove, and the status it
+ * would write. st: the reconcile's status. */
+static json_t *cr_after(const struct input *in, const struct lk_result *r, int st)
+{
   json_t *after = json_deep_copy(in->applied);
   json_t *amd = json_object_get(after, "metadata");
   int has_fin = 0;
@@ -451,8 +455,8 @@ static int diff_one(struct diffctx *x, struct lk_engine *e, struct input *in)
   {
     has_fin |= json_is_string(v) && !strcmp(json_string_value(v), LK_FINALIZER);
   }
-  if (r.finalizing) {
-    if (st == 0 && r.finalized && r.nobserved == 0 && has_fin) {
+  if (r->finalizing) {
+    if (st == 0 && r->finalized && r->nobserved == 0 && has_fin) {
       json_t *keep = json_array();
       json_array_foreach(json_object_get(amd, "finalizers"), i, v)
       {
@@ -462,44 +466,63 @@ static int diff_one(struct diffctx *x, struct lk_engine *e, struct input *in)
       json_object_set_new(amd, "finalizers", keep);
     }
   } else {
-    if (st == 0 && !has_fin && lk_result_needs_finalizer(&r, cr_sget(amd, "namespace"))) {
+    if (st == 0 && !has_fin && lk_result_needs_finalizer(r, cr_sget(amd, "namespace"))) {
       json_t *f = json_object_get(amd, "finalizers");
       if (!json_is_array(f)) json_object_set_new(amd, "finalizers", f = json_array());
       json_array_append_new(f, json_string(LK_FINALIZER));
     }
-    if (r.status_changed && r.status) json_object_set(after, "status", r.status);
+    if (r->status_changed && r->status) json_object_set(after, "status", r->status);
   }
-  {
-    struct k8s_buf head = {0}, lines = {0};
-    header(&head, cr_sget(in->applied, "apiVersion"), cr_sget(in->applied, "kind"), ns, name,
-           in->live ? "live" : "absent", in->live ? "after apply" : "created");
-    size_t n = object_diff(x, in->live, after, 0, cr_sget(in->applied, "apiVersion"),
-                           cr_sget(in->applied, "kind"), ns, name, &lines);
-    add_section(&out, "0", &head, &lines, n);
-    changed += n > 0;
-    k8s_buf_free(&head);
-    k8s_buf_free(&lines);
-  }
-  json_decref(after);
+  return after;
+}
 
-  /* children the operator would apply: dry-run apply, in parallel */
-  struct pending_apply *pa = calloc(r.nchildren + 1, sizeof(*pa));
-  struct call *calls = calloc(r.nchildren + 1, sizeof(*calls));
+/* The CR's own section: live against cr_after. Returns 1 when it changes. */
+static int cr_section(struct diffctx *x, const struct input *in, const struct lk_result *r, int st,
+                      struct output *out)
+{
+  const json_t *md = json_object_get(in->applied, "metadata");
+  const char *ns = cr_sget(md, "namespace"), *name = cr_sget(md, "name");
+  const char *av = cr_sget(in->applied, "apiVersion"), *kind = cr_sget(in->applied, "kind");
+  json_t *after = cr_after(in, r, st);
+  struct k8s_buf head = {0}, lines = {0};
+  header(&head, av, kind, ns, name, in->live ? "live" : "absent",
+         in->live ? "after apply" : "created");
+  size_t n = object_diff(x, in->live, after, 0, av, kind, ns, name, &lines);
+  add_section(out, "0", &head, &lines, n);
+  k8s_buf_free(&head);
+  k8s_buf_free(&lines);
+  json_decref(after);
+  return n > 0;
+}
+
+/* The section of a child the operator would not apply: it exists without
+ * our owner label or with another one. */
+static void conflict_section(const struct lk_child *ch, struct output *out)
+{
+  char sk[1400];
+  child_sortkey(sk, sizeof(sk), 1, ch->kind, ch->ns, ch->name, ch->api_version);
+  struct k8s_buf head = {0}, lines = {0};
+  header(&head, ch->api_version, ch->kind, ch->ns, ch->name, "live", "conflict");
+  k8s_buf_printf(&lines, "! exists %s: not applied (Ready=False, reason Conflict)\n",
+                 ch->owner && *ch->owner ? "with another owner label" : "without our owner label");
+  if (ch->owner && *ch->owner) k8s_buf_printf(&lines, "! current owner: %s\n", ch->owner);
+  add_section(out, sk, &head, &lines, 1);
+  k8s_buf_free(&head);
+  k8s_buf_free(&lines);
+}
+
+/* Sends the dry-run applies of the children the operator would apply (pa
+ * and calls: room for r->nchildren each), and adds the conflict sections.
+ * Returns the number of applies sent; *changed counts the conflicts. */
+static size_t send_applies(struct diffctx *x, const struct lk_result *r, struct pending_apply *pa,
+                           struct call *calls, struct output *out, int *changed)
+{
   size_t npa = 0;
-  for (size_t c = 0; !r.finalizing && pa && calls && c < r.nchildren; c++) {
-    const struct lk_child *ch = &r.children[c];
-    child_sortkey(sk, sizeof(sk), 1, ch->kind, ch->ns, ch->name, ch->api_version);
+  for (size_t c = 0; !r->finalizing && pa && calls && c < r->nchildren; c++) {
+    const struct lk_child *ch = &r->children[c];
     if (ch->action == LK_CHILD_CONFLICT) {
-      struct k8s_buf head = {0}, lines = {0};
-      header(&head, ch->api_version, ch->kind, ch->ns, ch->name, "live", "conflict");
-      k8s_buf_printf(&lines, "! exists %s: not applied (Ready=False, reason Conflict)\n",
-                     ch->owner && *ch->owner ? "with another owner label"
-                                             : "without our owner label");
-      if (ch->owner && *ch->owner) k8s_buf_printf(&lines, "! current owner: %s\n", ch->owner);
-      add_section(&out, sk, &head, &lines, 1);
-      changed++;
-      k8s_buf_free(&head);
-      k8s_buf_free(&lines);
+      conflict_section(ch, out);
+      (*changed)++;
       continue;
     }
     if (ch->action != LK_CHILD_APPLY) continue;
@@ -514,40 +537,72 @@ static int diff_one(struct diffctx *x, struct lk_engine *e, struct input *in)
                          &ao, call_done, &calls[npa - 1]) != 0)
       call_failed(&calls[npa - 1], "request not sent");
   }
+  return npa;
+}
+
+/* The section of one applied child: live against the dry-run answer, or
+ * the server's refusal. Returns 1 when it changes, 0 when not, -1 when the
+ * apply failed (printed). */
+static int applied_section(struct diffctx *x, const struct lk_child *ch, const struct call *call,
+                           struct output *out)
+{
+  char sk[1400];
+  int rc;
+  child_sortkey(sk, sizeof(sk), 1, ch->kind, ch->ns, ch->name, ch->api_version);
+  json_t *live = cached(x, ch->api_version, ch->kind, ch->ns, ch->name);
+  struct k8s_buf head = {0}, lines = {0};
+  if (call->error) {
+    header(&head, ch->api_version, ch->kind, ch->ns, ch->name, live ? "live" : "absent",
+           "apply fails");
+    k8s_buf_printf(&lines, "! %s\n", call->error);
+    add_section(out, sk, &head, &lines, 1);
+    fprintf(stderr, "%s: dry-run apply of %s %s%s%s: %s\n", prog, ch->kind, ch->ns,
+            *ch->ns ? "/" : "", ch->name, call->error);
+    rc = -1;
+  } else {
+    header(&head, ch->api_version, ch->kind, ch->ns, ch->name, live ? "live" : "absent",
+           live ? "after apply" : "created");
+    size_t n = object_diff(x, live, call->obj, DT_IGNORE_STATUS, ch->api_version, ch->kind, ch->ns,
+                           ch->name, &lines);
+    add_section(out, sk, &head, &lines, n);
+    rc = n > 0;
+  }
+  k8s_buf_free(&head);
+  k8s_buf_free(&lines);
+  json_decref(live);
+  return rc;
+}
+
+/* Children the operator would apply: dry-run apply, in parallel, then one
+ * section each. Returns the number of changed children, or -1 when an apply
+ * failed or the wait was interrupted. */
+static int apply_children(struct diffctx *x, const struct lk_result *r, struct output *out)
+{
+  struct pending_apply *pa = calloc(r->nchildren + 1, sizeof(*pa));
+  struct call *calls = calloc(r->nchildren + 1, sizeof(*calls));
+  int changed = 0, failed = 0;
+  size_t npa = send_applies(x, r, pa, calls, out, &changed);
   if (npa && wait_calls(x, calls, npa) != 0) failed = 1;
   for (size_t j = 0; !failed && j < npa; j++) {
-    const struct lk_child *ch = pa[j].ch;
-    child_sortkey(sk, sizeof(sk), 1, ch->kind, ch->ns, ch->name, ch->api_version);
-    json_t *live = cached(x, ch->api_version, ch->kind, ch->ns, ch->name);
-    struct k8s_buf head = {0}, lines = {0};
-    if (calls[j].error) {
-      header(&head, ch->api_version, ch->kind, ch->ns, ch->name, live ? "live" : "absent",
-             "apply fails");
-      k8s_buf_printf(&lines, "! %s\n", calls[j].error);
-      add_section(&out, sk, &head, &lines, 1);
-      fprintf(stderr, "%s: dry-run apply of %s %s%s%s: %s\n", prog, ch->kind, ch->ns,
-              *ch->ns ? "/" : "", ch->name, calls[j].error);
-      failed = 1;
-    } else {
-      header(&head, ch->api_version, ch->kind, ch->ns, ch->name, live ? "live" : "absent",
-             live ? "after apply" : "created");
-      size_t n = object_diff(x, live, calls[j].obj, DT_IGNORE_STATUS, ch->api_version, ch->kind,
-                             ch->ns, ch->name, &lines);
-      add_section(&out, sk, &head, &lines, n);
-      changed += n > 0;
-    }
-    k8s_buf_free(&head);
-    k8s_buf_free(&lines);
-    json_decref(live);
+    int n = applied_section(x, pa[j].ch, &calls[j], out);
+    if (n < 0) failed = 1;
+    changed += n > 0;
   }
   for (size_t j = 0; j < npa; j++)
     call_clear(&calls[j]);
   free(calls);
   free(pa);
+  return failed ? -1 : changed;
+}
 
-  /* children the operator would delete */
-  for (size_t p = 0; p < r.nprune; p++) {
-    const struct lk_ref *ref = &r.prune[p];
+/* Children the operator would delete: one section each. Returns their
+ * number. */
+static int prune_sections(struct diffctx *x, const struct lk_result *r, struct output *out)
+{
+  int changed = 0;
+  char sk[1400];
+  for (size_t p = 0; p < r->nprune; p++) {
+    const struct lk_ref *ref = &r->prune[p];
     if (ref->deleting) continue;
     json_t *live = cached(x, ref->api_version, ref->kind, ref->ns, ref->name);
     struct k8s_buf head = {0}, lines = {0};
@@ -559,15 +614,30 @@ static int diff_one(struct diffctx *x, struct lk_engine *e, struct input *in)
       k8s_buf_adds(&lines, "- (the whole object)\n");
       n = 1;
     }
-    add_section(&out, sk, &head, &lines, n);
+    add_section(out, sk, &head, &lines, n);
     changed++;
     k8s_buf_free(&head);
     k8s_buf_free(&lines);
     json_decref(live);
   }
+  return changed;
+}
+
+/* Diffs one reconciled CR: its own section, its children's, the pruned
+ * ones, written sorted. Returns the number of changed objects, or -1 on a
+ * cluster error (printed). */
+static int diff_one(struct diffctx *x, struct lk_engine *e, struct input *in)
+{
+  struct lk_result r;
+  int st = reconcile_cr(x, e, in, &r);
+  struct output out = {0};
+  int changed = cr_section(x, in, &r, st, &out);
+  int n = apply_children(x, &r, &out);
+  if (n > 0) changed += n;
+  changed += prune_sections(x, &r, &out);
   flush_sections(&out);
   lk_result_free(&r);
-  return failed ? -1 : changed;
+  return n < 0 ? -1 : changed;
 }
 
 /* }==================================================================== */
@@ -623,7 +693,34 @@ static void usage(FILE *out)
           "error (or the external program failed).\n");
 }
 
-int cmd_diff(int argc, char **argv)
+/* {====================================================================
+ * Steps of cmd_diff
+ * ===================================================================== */
+
+struct diff_flags {
+  const char *files[MAX_ARGS];
+  size_t nfiles;
+  const char *dir, *kubeconfig, *context, *ns_flag, *output;
+  int verbosity;
+};
+
+/* One diff: the flags, the engine, the CRs and the cluster context. Owned
+ * and freed by diffrun_free. */
+struct diffrun {
+  struct diff_flags f;
+  struct diffctx x;
+  const char *def_ns; /* namespace of CRs without one */
+  struct lk_engine *e;
+  struct input *inputs;
+  size_t ninputs;
+  struct cr_file *paths; /* the -f files; inputs[].file points into them */
+  size_t npaths;
+};
+
+/* Reads the flags into d->f (and d->x.field_manager). Returns -1 to go on,
+ * or the exit code: 0 after --help, EXIT_INPUT after a usage error (message
+ * and usage printed). */
+static int parse_flags(int argc, char **argv, struct diffrun *d)
 {
   static const struct option opts[] = {{"filename", required_argument, NULL, 'f'},
                                        {"scripts", required_argument, NULL, 's'},
@@ -634,38 +731,35 @@ int cmd_diff(int argc, char **argv)
                                        {"output", required_argument, NULL, 'o'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
-  const char *files[MAX_ARGS];
-  size_t nfiles = 0;
-  const char *dir = NULL, *kubeconfig = NULL, *context = NULL, *ns_flag = NULL;
-  struct diffctx x = {.field_manager = "kubectl"};
-  int verbosity = 0, c;
+  struct diff_flags *f = &d->f;
+  int c;
   optind = 1;
-  const char *output = "unified";
+  f->output = "unified";
   while ((c = getopt_long(argc, argv, "f:n:o:v:h", opts, NULL)) != -1) {
     switch (c) {
     case 'f':
-      if (nfiles < MAX_ARGS) files[nfiles++] = optarg;
+      if (f->nfiles < MAX_ARGS) f->files[f->nfiles++] = optarg;
       break;
     case 's':
-      dir = optarg;
+      f->dir = optarg;
       break;
     case 'k':
-      kubeconfig = optarg;
+      f->kubeconfig = optarg;
       break;
     case 'c':
-      context = optarg;
+      f->context = optarg;
       break;
     case 'n':
-      ns_flag = optarg;
+      f->ns_flag = optarg;
       break;
     case 'm':
-      x.field_manager = optarg;
+      d->x.field_manager = optarg;
       break;
     case 'o':
-      output = optarg;
+      f->output = optarg;
       break;
     case 'v':
-      verbosity = atoi(optarg);
+      f->verbosity = atoi(optarg);
       break;
     case 'h':
       usage(stdout);
@@ -675,217 +769,246 @@ int cmd_diff(int argc, char **argv)
       return EXIT_INPUT;
     }
   }
-  if (optind < argc || !nfiles || (strcmp(output, "unified") && strcmp(output, "paths"))) {
+  if (optind < argc || !f->nfiles || (strcmp(f->output, "unified") && strcmp(f->output, "paths"))) {
     if (optind < argc)
       fprintf(stderr, "%s: unexpected argument %s\n", prog, argv[optind]);
-    else if (!nfiles)
+    else if (!f->nfiles)
       fprintf(stderr, "%s: give at least one -f CR.yaml\n", prog);
     else
       fprintf(stderr, "%s: -o must be unified or paths\n", prog);
     usage(stderr);
     return EXIT_INPUT;
   }
-  k8s_log_init(K8S_LOG_TEXT, verbosity, stderr);
+  return -1;
+}
 
-  /* scripts */
+/* The scripts, the engine and the kubeconfig. Returns 0, or the exit code
+ * after a message (everything it made freed). */
+static int setup(struct diffrun *d)
+{
   char buf[PATH_MAX], err[1024];
-  if (!dir && !(dir = lk_scriptset_default_dir(buf, sizeof(buf)))) {
-    fprintf(stderr, "%s: no scripts beside the binary; use --scripts DIR\n", prog);
-    return EXIT_INPUT;
-  }
+  const char *dir;
   struct lk_scriptset *set;
-  if (lk_scriptset_load(dir, NULL, 0, NULL, &set, err, sizeof(err)) != 0) {
+  if (cmd_scripts_load(prog, d->f.dir, 0, buf, sizeof(buf), &dir, &set) != 0) return EXIT_INPUT;
+  if (cmd_engine_new(dir, set, &d->e) != 0) return EXIT_CLUSTER;
+  struct k8s_config_options co = {.kubeconfig = d->f.kubeconfig, .context = d->f.context};
+  if (k8s_config_load(&co, &d->x.cfg, err, sizeof(err)) != 0) {
     fprintf(stderr, "%s: %s\n", prog, err);
-    return EXIT_INPUT;
-  }
-  struct lk_engine *e;
-  struct lk_messages msgs = {0};
-  if (lk_engine_new(set, NULL, &e, &msgs) < 0) return EXIT_CLUSTER;
-  for (size_t i = 0; i < msgs.n; i++)
-    fprintf(stderr, "%s/%s\n", dir, msgs.v[i]);
-  lk_messages_free(&msgs);
-
-  /* the cluster */
-  struct k8s_config_options co = {.kubeconfig = kubeconfig, .context = context};
-  if (k8s_config_load(&co, &x.cfg, err, sizeof(err)) != 0) {
-    fprintf(stderr, "%s: %s\n", prog, err);
-    lk_engine_free(e);
+    lk_engine_free(d->e);
+    d->e = NULL;
     return EXIT_INPUT;
   }
   /* CRs without metadata.namespace: -n, else the kubeconfig context's, else "default" */
-  const char *def_ns = ns_flag                                 ? ns_flag
-                       : x.cfg->namespace && *x.cfg->namespace ? x.cfg->namespace
-                                                               : "default";
+  const struct k8s_config *cfg = d->x.cfg;
+  d->def_ns = d->f.ns_flag                        ? d->f.ns_flag
+              : cfg->namespace && *cfg->namespace ? cfg->namespace
+                                                  : "default";
+  return 0;
+}
 
-  int rc = 0;
-  struct input *inputs = NULL;
-  size_t ninputs = 0;
-  json_t *docs = json_array();
-  /* -f: files, "-" (stdin) and directories (recursively) */
-  struct cr_file *paths = NULL;
-  size_t npaths = 0;
-  if (cr_expand_files(prog, (char *const *)files, nfiles, &paths, &npaths) != 0) rc = EXIT_INPUT;
-  for (size_t f = 0; rc == 0 && f < npaths; f++) {
-    json_array_clear(docs);
-    if (cr_load_docs(prog, paths[f].path, docs) != 0) {
-      rc = EXIT_INPUT;
-      break;
-    }
-    size_t k;
-    json_t *d;
-    json_array_foreach(docs, k, d)
-    {
-      if (cr_skip_foreign(prog, e, &paths[f], k + 1, d)) continue;
-      const struct lk_controller_decl *ctl = cr_check(prog, e, paths[f].name, k + 1, d);
-      if (!ctl) {
-        rc = EXIT_INPUT;
-        break;
-      }
-      json_t *cr = json_deep_copy(d);
-      json_t *md = json_object_get(cr, "metadata");
-      const char *ns = json_string_value(json_object_get(md, "namespace"));
-      if (!ns)
-        json_object_set_new(md, "namespace", json_string(def_ns));
-      else if (ns_flag && strcmp(ns, ns_flag)) {
-        fprintf(stderr, "%s: %s: document %zu: metadata.namespace %s does not match -n %s\n", prog,
-                paths[f].name, k + 1, ns, ns_flag);
-        json_decref(cr);
-        rc = EXIT_INPUT;
-        break;
-      }
-      struct input *ni = realloc(inputs, (ninputs + 1) * sizeof(*ni));
-      if (!ni) {
-        json_decref(cr);
-        rc = EXIT_CLUSTER;
-        break;
-      }
-      inputs = ni;
-      inputs[ninputs++] = (struct input){paths[f].name, k + 1, cr, NULL, NULL, ctl, NULL};
-    }
+/* cr_input_fn: defaults the CR's namespace (def_ns), checks it against -n,
+ * and keeps it as an input. */
+static int add_input(void *ud, const struct cr_file *f, size_t doc, const json_t *dd,
+                     const struct lk_controller_decl *ctl)
+{
+  struct diffrun *d = ud;
+  json_t *cr = json_deep_copy(dd);
+  json_t *md = json_object_get(cr, "metadata");
+  const char *ns = json_string_value(json_object_get(md, "namespace"));
+  if (!ns)
+    json_object_set_new(md, "namespace", json_string(d->def_ns));
+  else if (d->f.ns_flag && strcmp(ns, d->f.ns_flag)) {
+    fprintf(stderr, "%s: %s: document %zu: metadata.namespace %s does not match -n %s\n", prog,
+            f->name, doc, ns, d->f.ns_flag);
+    json_decref(cr);
+    return EXIT_INPUT;
   }
-  json_decref(docs);
+  struct input *ni = realloc(d->inputs, (d->ninputs + 1) * sizeof(*ni));
+  if (!ni) {
+    json_decref(cr);
+    return EXIT_CLUSTER;
+  }
+  d->inputs = ni;
+  d->inputs[d->ninputs++] = (struct input){f->name, doc, cr, NULL, NULL, ctl, NULL};
+  return 0;
+}
 
-  if (rc == 0) {
-    x.loop = k8s_loop_new();
-    x.http = x.loop ? k8s_http_new(x.loop, x.cfg, NULL) : NULL;
-    x.client = x.http ? k8s_client_new(x.http, NULL) : NULL;
-    x.disc = x.client ? k8s_discovery_new(x.client, 0) : NULL;
-    if (!x.disc) {
-      fprintf(stderr, "%s: cannot set up the client\n", prog);
-      rc = EXIT_CLUSTER;
-    } else
-      k8s_loop_set_signal_handler(x.loop, on_signal, NULL);
+/* The loop, HTTP client and discovery of the kubeconfig's cluster, and one
+ * discovery pass. Returns 0, or EXIT_CLUSTER after a message. */
+static int connect_cluster(struct diffctx *x)
+{
+  x->loop = k8s_loop_new();
+  x->http = x->loop ? k8s_http_new(x->loop, x->cfg, NULL) : NULL;
+  x->client = x->http ? k8s_client_new(x->http, NULL) : NULL;
+  x->disc = x->client ? k8s_discovery_new(x->client, 0) : NULL;
+  if (!x->disc) {
+    fprintf(stderr, "%s: cannot set up the client\n", prog);
+    return EXIT_CLUSTER;
   }
-  if (rc == 0) {
-    int state = 0;
-    if (k8s_discovery_refresh(x.disc, disc_done, &state) != 0) state = -1;
-    while (state == 0 && !interrupted)
-      if (k8s_loop_run_once(x.loop, 0.5) < 0) break;
-    if (state <= 0) {
-      fprintf(stderr, "%s: discovery failed (%s)\n", prog, x.cfg->server);
-      rc = EXIT_CLUSTER;
-    }
+  k8s_loop_set_signal_handler(x->loop, on_signal, NULL);
+  int state = 0;
+  if (k8s_discovery_refresh(x->disc, disc_done, &state) != 0) state = -1;
+  while (state == 0 && !interrupted)
+    if (k8s_loop_run_once(x->loop, 0.5) < 0) break;
+  if (state <= 0) {
+    fprintf(stderr, "%s: discovery failed (%s)\n", prog, x->cfg->server);
+    return EXIT_CLUSTER;
   }
+  return 0;
+}
 
-  /* the CRs: live, and as they would be (dry run) */
-  for (size_t i = 0; rc == 0 && i < ninputs; i++) {
-    struct input *in = &inputs[i];
-    if (kstore_declare(&x, in->c) != 0) rc = EXIT_CLUSTER;
-  }
-  struct call *calls = rc == 0 ? calloc(2 * ninputs + 1, sizeof(*calls)) : NULL;
-  if (rc == 0 && !calls) rc = EXIT_CLUSTER;
-  for (size_t i = 0; rc == 0 && i < ninputs; i++) {
-    struct input *in = &inputs[i];
-    in->k = kstore_find(&x, in->c->for_.api_version, in->c->for_.kind);
-    if (gvr_copy(&x, in->c->for_.api_version, in->c->for_.kind, in->k) != 0) {
+/* Sends, for each CR, a GET of the live one (calls[2i]) and its dry-run
+ * apply (calls[2i+1]). Returns 0, or EXIT_CLUSTER when its kind is not
+ * served (printed). */
+static int send_cr_calls(struct diffrun *d, struct call *calls)
+{
+  for (size_t i = 0; i < d->ninputs; i++) {
+    struct input *in = &d->inputs[i];
+    in->k = kstore_find(&d->x, in->c->for_.api_version, in->c->for_.kind);
+    if (gvr_copy(&d->x, in->c->for_.api_version, in->c->for_.kind, in->k) != 0) {
       fprintf(stderr, "%s: %s: %s %s is not served by the cluster (CRD not installed?)\n", prog,
               in->file, in->c->for_.api_version, in->c->for_.kind);
-      rc = EXIT_CLUSTER;
-      break;
+      return EXIT_CLUSTER;
     }
     const json_t *md = json_object_get(in->cr, "metadata");
     const char *ns = cr_sget(md, "namespace"), *name = cr_sget(md, "name");
-    if (k8s_client_get(x.client, &in->k->gvr, ns, name, call_done, &calls[2 * i]) != 0)
+    if (k8s_client_get(d->x.client, &in->k->gvr, ns, name, call_done, &calls[2 * i]) != 0)
       call_failed(&calls[2 * i], "request not sent");
-    if (apply_cr(&x, &in->k->gvr, ns, name, in->cr, &calls[2 * i + 1]) != 0)
+    if (apply_cr(&d->x, &in->k->gvr, ns, name, in->cr, &calls[2 * i + 1]) != 0)
       call_failed(&calls[2 * i + 1], "request not sent");
   }
-  if (rc == 0 && wait_calls(&x, calls, 2 * ninputs) != 0) rc = EXIT_CLUSTER;
-  for (size_t i = 0; rc == 0 && i < ninputs; i++) {
-    struct input *in = &inputs[i];
-    struct call *g = &calls[2 * i], *a = &calls[2 * i + 1];
+  return 0;
+}
+
+/* Keeps each CR's live object and dry-run answer. Returns 0, EXIT_INPUT
+ * when the server rejects a CR, EXIT_CLUSTER on another error (printed). */
+static int take_cr_answers(struct diffrun *d, const struct call *calls)
+{
+  for (size_t i = 0; i < d->ninputs; i++) {
+    struct input *in = &d->inputs[i];
+    const struct call *g = &calls[2 * i], *a = &calls[2 * i + 1];
     if (g->error && g->code != 404) {
       fprintf(stderr, "%s: %s: get: %s\n", prog, in->file, g->error);
-      rc = EXIT_CLUSTER;
+      return EXIT_CLUSTER;
     } else if (a->error) {
       /* invalid: 400, 422, or the 500 a strict apply answers for a field the
        * schema does not declare ("failed to create typed patch object") */
       int invalid = a->code == 400 || a->code == 422 ||
                     (a->code == 500 && strstr(a->error, "field not declared in schema"));
       fprintf(stderr, "%s: %s: document %zu: %s\n", prog, in->file, in->doc, a->error);
-      rc = invalid ? EXIT_INPUT : EXIT_CLUSTER;
-    } else {
-      in->live = g->error ? NULL : json_incref(g->obj);
-      in->applied = json_incref(a->obj);
+      return invalid ? EXIT_INPUT : EXIT_CLUSTER;
     }
+    in->live = g->error ? NULL : json_incref(g->obj);
+    in->applied = json_incref(a->obj);
   }
-  for (size_t i = 0; calls && i < 2 * ninputs; i++)
+  return 0;
+}
+
+/* The CRs: live, and as they would be (dry run). Also declares the kinds
+ * of their controllers for the cache. Returns 0 or the exit code. */
+static int read_crs(struct diffrun *d)
+{
+  for (size_t i = 0; i < d->ninputs; i++)
+    if (kstore_declare(&d->x, d->inputs[i].c) != 0) return EXIT_CLUSTER;
+  struct call *calls = calloc(2 * d->ninputs + 1, sizeof(*calls));
+  if (!calls) return EXIT_CLUSTER;
+  int rc = send_cr_calls(d, calls);
+  if (rc == 0 && wait_calls(&d->x, calls, 2 * d->ninputs) != 0) rc = EXIT_CLUSTER;
+  if (rc == 0) rc = take_cr_answers(d, calls);
+  for (size_t i = 0; i < 2 * d->ninputs; i++)
     call_clear(&calls[i]);
   free(calls);
+  return rc;
+}
 
-  /* the cache, with the CRs as they would be */
-  if (rc == 0 && fill_cache(&x) != 0) rc = EXIT_CLUSTER;
-  for (size_t i = 0; rc == 0 && i < ninputs; i++) {
-    struct input *in = &inputs[i];
+/* The cache, with the CRs as they would be. Returns 0 or EXIT_CLUSTER. */
+static int load_cache(struct diffrun *d)
+{
+  char err[1024];
+  if (fill_cache(&d->x) != 0) return EXIT_CLUSTER;
+  for (size_t i = 0; i < d->ninputs; i++) {
+    struct input *in = &d->inputs[i];
     if (in->k->store &&
         k8s_store_upsert(in->k->store, in->applied, NULL, NULL, err, sizeof(err)) < 0) {
       fprintf(stderr, "%s: %s: %s\n", prog, in->file, err);
-      rc = EXIT_CLUSTER;
+      return EXIT_CLUSTER;
     }
   }
+  return 0;
+}
 
-  int differences = 0;
-  x.paths = !strcmp(output, "paths");
+/* Diffs every CR (diff_one), and with KUBECTL_EXTERNAL_DIFF runs that
+ * program on the objects. Returns rc (EXIT_CLUSTER on a failure); sets
+ * *differences when something would change. */
+static int diff_all(struct diffrun *d, int rc, int *differences)
+{
+  struct diffctx *x = &d->x;
+  x->paths = !strcmp(d->f.output, "paths");
   const char *external = getenv("KUBECTL_EXTERNAL_DIFF");
-  if (rc == 0 && external && *external && !(x.ext = ud_external_new())) {
+  if (rc == 0 && external && *external && !(x->ext = ud_external_new())) {
     fprintf(stderr, "%s: KUBECTL_EXTERNAL_DIFF: cannot make the directories\n", prog);
     rc = EXIT_CLUSTER;
   }
-  for (size_t i = 0; rc == 0 && i < ninputs; i++) {
-    int n = diff_one(&x, e, &inputs[i]);
+  for (size_t i = 0; rc == 0 && i < d->ninputs; i++) {
+    int n = diff_one(x, d->e, &d->inputs[i]);
     if (n < 0) rc = EXIT_CLUSTER;
-    if (n > 0) differences = 1;
+    if (n > 0) *differences = 1;
   }
-  if (x.ext) { /* the program shows the objects; its exit status says whether they differ */
-    int st = ud_external_run(x.ext, external);
-    x.ext = NULL;
+  if (x->ext) { /* the program shows the objects; its exit status says whether they differ */
+    int st = ud_external_run(x->ext, external);
+    x->ext = NULL;
     if (rc == 0 && (st < 0 || st > 1)) {
       fprintf(stderr, "%s: KUBECTL_EXTERNAL_DIFF %s: exit %d\n", prog, external, st);
       rc = EXIT_CLUSTER;
     } else if (st == 1)
-      differences = 1;
+      *differences = 1;
   }
+  return rc;
+}
+
+static void diffrun_free(struct diffrun *d)
+{
+  for (size_t i = 0; i < d->ninputs; i++) {
+    json_decref(d->inputs[i].cr);
+    json_decref(d->inputs[i].live);
+    json_decref(d->inputs[i].applied);
+  }
+  free(d->inputs);
+  cr_free_files(d->paths, d->npaths);
+  for (size_t i = 0; i < d->x.nks; i++)
+    k8s_store_free(d->x.ks[i].store);
+  free(d->x.ks);
+  k8s_discovery_free(d->x.disc);
+  k8s_client_free(d->x.client);
+  k8s_http_free(d->x.http);
+  k8s_loop_free(d->x.loop);
+  k8s_config_free(d->x.cfg);
+  lk_engine_free(d->e);
+}
+
+/* }==================================================================== */
+
+int cmd_diff(int argc, char **argv)
+{
+  struct diffrun d = {.x = {.field_manager = "kubectl"}};
+  int rc = parse_flags(argc, argv, &d);
+  if (rc >= 0) return rc;
+  k8s_log_init(K8S_LOG_TEXT, d.f.verbosity, stderr);
+  if ((rc = setup(&d)) != 0) return rc;
+  /* -f: files, "-" (stdin) and directories (recursively) */
+  rc = cr_read_inputs(prog, d.e, (char *const *)d.f.files, d.f.nfiles, &d.paths, &d.npaths,
+                      add_input, &d);
+  if (rc < 0) rc = EXIT_INPUT;
+  if (rc == 0) rc = connect_cluster(&d.x);
+  if (rc == 0) rc = read_crs(&d);
+  if (rc == 0) rc = load_cache(&d);
+  int differences = 0;
+  rc = diff_all(&d, rc, &differences);
   if (interrupted) {
     fprintf(stderr, "%s: interrupted\n", prog);
     rc = 128 + interrupted;
   }
-
-  for (size_t i = 0; i < ninputs; i++) {
-    json_decref(inputs[i].cr);
-    json_decref(inputs[i].live);
-    json_decref(inputs[i].applied);
-  }
-  free(inputs);
-  cr_free_files(paths, npaths);
-  for (size_t i = 0; i < x.nks; i++)
-    k8s_store_free(x.ks[i].store);
-  free(x.ks);
-  k8s_discovery_free(x.disc);
-  k8s_client_free(x.client);
-  k8s_http_free(x.http);
-  k8s_loop_free(x.loop);
-  k8s_config_free(x.cfg);
-  lk_engine_free(e);
+  diffrun_free(&d);
   if (rc) return rc;
   return differences ? EXIT_DIFF : 0;
 }

@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 
 #include "cmd/cmd.h"
+#include "cmd/cmd_common.h"
 #include "cmd/crinput.h"
 #include "cmd/diff_schema.h"
 #include "core/json.h"
@@ -120,7 +121,37 @@ static int cmp_children(const void *a, const void *b)
   return c;
 }
 
-int cmd_render(int argc, char **argv)
+/* {====================================================================
+ * Steps of cmd_render
+ * ===================================================================== */
+
+static const char *const prog = "schedsim-operator render";
+
+struct render_flags {
+  const char *files[MAX_ARGS], *observed[MAX_ARGS], *without[MAX_ARGS];
+  size_t nfiles, nobserved, nwithout;
+  const char *dir, *output, *now, *crds;
+};
+
+/* One render: its inputs, the engine and cache they go through, and the
+ * documents it prints. Everything here is owned and freed by render_free. */
+struct render {
+  struct render_flags f;
+  const char *dir; /* the script set's directory: f.dir or dirbuf */
+  char dirbuf[PATH_MAX];
+  struct ds_schemas *schemas; /* NULL: no CRD to check the CRs against */
+  struct lk_engine *e;
+  struct lk_memsource *ms;
+  json_t *obs, *children, *statuses;
+  struct input *inputs;
+  size_t ninputs;
+  struct cr_file *paths; /* the -f files; inputs[].file points into them */
+  size_t npaths;
+};
+
+/* Reads the flags into *f. Returns -1 to go on, or the exit code: 0 after
+ * --help, 2 after a usage error (message and usage printed). */
+static int parse_flags(int argc, char **argv, struct render_flags *f)
 {
   static const struct option opts[] = {{"filename", required_argument, NULL, 'f'},
                                        {"scripts", required_argument, NULL, 's'},
@@ -131,33 +162,31 @@ int cmd_render(int argc, char **argv)
                                        {"crds", required_argument, NULL, 'c'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
-  const char *files[MAX_ARGS], *observed[MAX_ARGS], *without[MAX_ARGS];
-  size_t nfiles = 0, nobserved = 0, nwithout = 0;
-  const char *dir = NULL, *output = "yaml", *now = NULL, *crds = NULL;
   int c;
+  f->output = "yaml";
   optind = 1;
   while ((c = getopt_long(argc, argv, "f:o:h", opts, NULL)) != -1) {
     switch (c) {
     case 'f':
-      if (nfiles < MAX_ARGS) files[nfiles++] = optarg;
+      if (f->nfiles < MAX_ARGS) f->files[f->nfiles++] = optarg;
       break;
     case 's':
-      dir = optarg;
+      f->dir = optarg;
       break;
     case 'O':
-      if (nobserved < MAX_ARGS) observed[nobserved++] = optarg;
+      if (f->nobserved < MAX_ARGS) f->observed[f->nobserved++] = optarg;
       break;
     case 'w':
-      if (nwithout < MAX_ARGS) without[nwithout++] = optarg;
+      if (f->nwithout < MAX_ARGS) f->without[f->nwithout++] = optarg;
       break;
     case 'o':
-      output = optarg;
+      f->output = optarg;
       break;
     case 'n':
-      now = optarg;
+      f->now = optarg;
       break;
     case 'c':
-      crds = optarg;
+      f->crds = optarg;
       break;
     case 'h':
       usage(stdout);
@@ -167,186 +196,214 @@ int cmd_render(int argc, char **argv)
       return 2;
     }
   }
-  if (optind < argc || !nfiles || (strcmp(output, "yaml") && strcmp(output, "json"))) {
+  if (optind < argc || !f->nfiles || (strcmp(f->output, "yaml") && strcmp(f->output, "json"))) {
     if (optind < argc)
-      fprintf(stderr, "schedsim-operator render: unexpected argument %s\n", argv[optind]);
-    else if (!nfiles)
-      fprintf(stderr, "schedsim-operator render: give at least one -f CR.yaml\n");
+      fprintf(stderr, "%s: unexpected argument %s\n", prog, argv[optind]);
+    else if (!f->nfiles)
+      fprintf(stderr, "%s: give at least one -f CR.yaml\n", prog);
     else
-      fprintf(stderr, "schedsim-operator render: -o must be yaml or json\n");
+      fprintf(stderr, "%s: -o must be yaml or json\n", prog);
     usage(stderr);
     return 2;
   }
-  char buf[PATH_MAX], err[1024];
-  if (!dir && !(dir = lk_scriptset_default_dir(buf, sizeof(buf)))) {
-    fprintf(stderr, "schedsim-operator render: no scripts beside the binary; use --scripts DIR\n");
-    return 2;
-  }
-  struct lk_scriptset *set;
-  if (lk_scriptset_load(dir, NULL, 0, NULL, &set, err, sizeof(err)) != 0) {
-    fprintf(stderr, "schedsim-operator render: %s\n", err);
-    return 2;
-  }
-  /* CRD schemas: --crds, else crds/ beside the script set (repo, build tree) */
-  struct ds_schemas *schemas = NULL;
-  char crdbuf[PATH_MAX + 8];
+  return -1;
+}
+
+/* CRD schemas: --crds, else crds/ beside the script set (repo, build tree),
+ * else none. Returns 0, or -1 after a message. */
+static int load_schemas(struct render *r)
+{
+  char crdbuf[PATH_MAX + 8], err[1024];
+  const char *crds = r->f.crds;
   struct stat cst;
-  snprintf(crdbuf, sizeof(crdbuf), "%s/../crds", dir);
+  snprintf(crdbuf, sizeof(crdbuf), "%s/../crds", r->dir);
   if (!crds && stat(crdbuf, &cst) == 0 && S_ISDIR(cst.st_mode)) crds = crdbuf;
-  if (crds && !(schemas = ds_load_dir(crds, err, sizeof(err)))) {
-    fprintf(stderr, "schedsim-operator render: --crds %s\n", err);
+  if (crds && !(r->schemas = ds_load_dir(crds, err, sizeof(err)))) {
+    fprintf(stderr, "%s: --crds %s\n", prog, err);
+    return -1;
+  }
+  return 0;
+}
+
+/* The script set, the CRD schemas and the engine. Returns 0, or the exit
+ * code after a message. */
+static int setup_engine(struct render *r)
+{
+  struct lk_scriptset *set;
+  if (cmd_scripts_load(prog, r->f.dir, 0, r->dirbuf, sizeof(r->dirbuf), &r->dir, &set) != 0)
+    return 2;
+  if (load_schemas(r) != 0) {
     lk_scriptset_free(set);
     return 2;
   }
-  struct lk_engine *e;
-  struct lk_messages msgs = {0};
-  if (lk_engine_new(set, NULL, &e, &msgs) < 0) {
-    ds_free(schemas);
-    return 1;
-  }
-  for (size_t i = 0; i < msgs.n; i++)
-    fprintf(stderr, "%s/%s\n", dir, msgs.v[i]);
-  lk_messages_free(&msgs);
+  if (cmd_engine_new(r->dir, set, &r->e) != 0) return 1;
+  return 0;
+}
 
+/* The offline cache and discovery: every kind the controllers declare is
+ * served but the --without-kind ones; the cache holds the --observed
+ * objects. Returns 0, or 2 after a message. */
+static int setup_cache(struct render *r)
+{
+  char err[1024];
   int rc = 0;
-  struct lk_memsource *ms = lk_memsource_new();
-  json_t *obs = json_array(), *children = json_array(), *statuses = json_array();
-  struct input *inputs = NULL;
-  size_t ninputs = 0;
+  const struct lk_engine *e = r->e;
   for (size_t i = 0; i < e->ncontrollers; i++)
     for (size_t k = 0; k < e->controllers[i].nkinds; k++)
-      lk_memsource_declare(ms, e->controllers[i].kinds[k].api_version,
+      lk_memsource_declare(r->ms, e->controllers[i].kinds[k].api_version,
                            e->controllers[i].kinds[k].kind);
-  for (size_t i = 0; i < nwithout; i++)
-    if (lk_memsource_without(ms, without[i]) != 0) {
-      fprintf(stderr, "schedsim-operator render: --without-kind %s: expected apiVersion/Kind\n",
-              without[i]);
+  for (size_t i = 0; i < r->f.nwithout; i++)
+    if (lk_memsource_without(r->ms, r->f.without[i]) != 0) {
+      fprintf(stderr, "%s: --without-kind %s: expected apiVersion/Kind\n", prog, r->f.without[i]);
       rc = 2;
     }
-  for (size_t i = 0; rc == 0 && i < nobserved; i++)
-    if (load_observed(observed[i], obs) != 0) rc = 2;
+  for (size_t i = 0; rc == 0 && i < r->f.nobserved; i++)
+    if (load_observed(r->f.observed[i], r->obs) != 0) rc = 2;
   size_t k;
   json_t *o;
-  json_array_foreach(obs, k, o)
+  json_array_foreach(r->obs, k, o)
   {
-    if (rc == 0 && lk_memsource_add(ms, o, err, sizeof(err)) != 0) {
-      fprintf(stderr, "schedsim-operator render: --observed: object %zu: %s\n", k, err);
+    if (rc == 0 && lk_memsource_add(r->ms, o, err, sizeof(err)) != 0) {
+      fprintf(stderr, "%s: --observed: object %zu: %s\n", prog, k, err);
       rc = 2;
     }
   }
+  return rc;
+}
+
+/* cr_input_fn: checks a CR against its CRD schema, defaults its namespace
+ * and generation, keeps it as an input and adds it to the cache. */
+static int add_input(void *ud, const struct cr_file *f, size_t doc, const json_t *d,
+                     const struct lk_controller_decl *ctl)
+{
+  struct render *r = ud;
+  char err[1024];
+  if (ds_check(r->schemas, d, err, sizeof(err)) != 0) {
+    fprintf(stderr, "%s: %s: document %zu: %s\n", prog, f->name, doc, err);
+    return 2;
+  }
+  json_t *cr = json_deep_copy(d);
+  json_t *md = json_object_get(cr, "metadata");
+  if (!json_object_get(md, "namespace"))
+    json_object_set_new(md, "namespace", json_string("default"));
+  if (!json_is_integer(json_object_get(md, "generation")))
+    json_object_set_new(md, "generation", json_integer(1));
+  struct input *ni = realloc(r->inputs, (r->ninputs + 1) * sizeof(*ni));
+  if (!ni) {
+    json_decref(cr);
+    return 1;
+  }
+  r->inputs = ni;
+  r->inputs[r->ninputs++] = (struct input){f->name, doc, cr, ctl};
+  if (lk_memsource_add(r->ms, cr, err, sizeof(err)) != 0) {
+    fprintf(stderr, "%s: %s: document %zu: %s\n", prog, f->name, doc, err);
+    return 2;
+  }
+  return 0;
+}
+
+/* Reconciles one CR as the operator would, appending its children and its
+ * status document. Returns rc raised to 2 for a terminal error, to 1 for
+ * another failed reconcile (message printed). */
+static int reconcile_one(struct render *r, const struct input *in, int rc)
+{
+  struct lk_reconcile_in ri = {.controller = in->c,
+                               .cr = in->cr,
+                               .cache = lk_memsource_cache(r->ms),
+                               .discovery = lk_memsource_discovery(r->ms),
+                               .now = r->f.now,
+                               /* offline: no Namespace labels to read */
+                               .grants = LK_GRANTS_ALL};
+  struct lk_result res;
+  int st = lk_engine_reconcile(r->e, &ri, &res);
+  const json_t *md = json_object_get(in->cr, "metadata");
+  if (st != 0) {
+    fprintf(stderr, "%s: %s: %s %s/%s: %s\n", prog, in->file, cr_sget(in->cr, "kind"),
+            cr_sget(md, "namespace"), cr_sget(md, "name"),
+            res.err.message ? res.err.message : "reconcile failed");
+    if (res.err.kind == LK_ERR_TERMINAL)
+      rc = 2;
+    else if (rc == 0)
+      rc = 1;
+  }
+  for (size_t j = 0; j < res.nchildren; j++)
+    json_array_append(r->children, res.children[j].obj);
+  json_array_append_new(r->statuses,
+                        json_pack("{s:s, s:s, s:{s:s, s:s}, s:O}", "apiVersion",
+                                  cr_sget(in->cr, "apiVersion"), "kind", cr_sget(in->cr, "kind"),
+                                  "metadata", "name", cr_sget(md, "name"), "namespace",
+                                  cr_sget(md, "namespace"), "status", res.status));
+  lk_result_free(&res);
+  return rc;
+}
+
+/* Prints the children sorted (cmp_children), then the status documents:
+ * a YAML stream, or with -o json one List. */
+static void print_documents(const struct render *r)
+{
+  size_t n = json_array_size(r->children);
+  json_t **v = calloc(n + 1, sizeof(*v));
+  for (size_t i = 0; i < n; i++)
+    v[i] = json_array_get(r->children, i);
+  if (n > 1) qsort(v, n, sizeof(*v), cmp_children);
+  json_t *all = json_array();
+  for (size_t i = 0; i < n; i++)
+    json_array_append(all, v[i]);
+  free(v);
+  json_array_extend(all, r->statuses);
+  char *text;
+  if (!strcmp(r->f.output, "json")) {
+    json_t *list = json_pack("{s:s, s:s, s:O}", "apiVersion", "v1", "kind", "List", "items", all);
+    text = json_dumps(list, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(list);
+    if (text) printf("%s\n", text);
+  } else {
+    text = k8s_yaml_dump_stream(all, NULL);
+    if (text) fputs(text, stdout);
+  }
+  free(text);
+  json_decref(all);
+}
+
+static void render_free(struct render *r)
+{
+  for (size_t i = 0; i < r->ninputs; i++)
+    json_decref(r->inputs[i].cr);
+  free(r->inputs);
+  cr_free_files(r->paths, r->npaths);
+  json_decref(r->obs);
+  json_decref(r->children);
+  json_decref(r->statuses);
+  lk_memsource_free(r->ms);
+  lk_engine_free(r->e);
+  ds_free(r->schemas);
+}
+
+/* }==================================================================== */
+
+int cmd_render(int argc, char **argv)
+{
+  struct render r = {0};
+  int rc = parse_flags(argc, argv, &r.f);
+  if (rc >= 0) return rc;
+  if ((rc = setup_engine(&r)) != 0) {
+    ds_free(r.schemas);
+    return rc;
+  }
+  r.ms = lk_memsource_new();
+  r.obs = json_array();
+  r.children = json_array();
+  r.statuses = json_array();
+  rc = setup_cache(&r);
   /* -f: files, "-" (stdin) and directories (recursively) */
-  struct cr_file *paths = NULL;
-  size_t npaths = 0;
-  if (rc == 0 && cr_expand_files("schedsim-operator render", (char *const *)files, nfiles, &paths,
-                                 &npaths) != 0)
-    rc = 2;
-  for (size_t f = 0; rc == 0 && f < npaths; f++) {
-    json_t *docs = json_array();
-    if (cr_load_docs("schedsim-operator render", paths[f].path, docs) != 0) rc = 2;
-    json_t *d;
-    json_array_foreach(docs, k, d)
-    {
-      if (rc) break;
-      if (cr_skip_foreign("schedsim-operator render", e, &paths[f], k + 1, d)) continue;
-      const struct lk_controller_decl *ctl =
-          cr_check("schedsim-operator render", e, paths[f].name, k + 1, d);
-      if (!ctl) {
-        rc = 2;
-        break;
-      }
-      if (ds_check(schemas, d, err, sizeof(err)) != 0) {
-        fprintf(stderr, "schedsim-operator render: %s: document %zu: %s\n", paths[f].name, k + 1,
-                err);
-        rc = 2;
-        break;
-      }
-      json_t *cr = json_deep_copy(d);
-      json_t *md = json_object_get(cr, "metadata");
-      if (!json_object_get(md, "namespace"))
-        json_object_set_new(md, "namespace", json_string("default"));
-      if (!json_is_integer(json_object_get(md, "generation")))
-        json_object_set_new(md, "generation", json_integer(1));
-      struct input *ni = realloc(inputs, (ninputs + 1) * sizeof(*ni));
-      if (!ni) {
-        json_decref(cr);
-        rc = 1;
-        break;
-      }
-      inputs = ni;
-      inputs[ninputs++] = (struct input){paths[f].name, k + 1, cr, ctl};
-      if (lk_memsource_add(ms, cr, err, sizeof(err)) != 0) {
-        fprintf(stderr, "schedsim-operator render: %s: document %zu: %s\n", paths[f].name, k + 1,
-                err);
-        rc = 2;
-      }
-    }
-    json_decref(docs);
+  if (rc == 0) {
+    rc = cr_read_inputs(prog, r.e, (char *const *)r.f.files, r.f.nfiles, &r.paths, &r.npaths,
+                        add_input, &r);
+    if (rc < 0) rc = 2;
   }
-
-  for (size_t i = 0; rc != 2 && i < ninputs; i++) {
-    struct input *in = &inputs[i];
-    struct lk_reconcile_in ri = {.controller = in->c,
-                                 .cr = in->cr,
-                                 .cache = lk_memsource_cache(ms),
-                                 .discovery = lk_memsource_discovery(ms),
-                                 .now = now,
-                                 /* offline: no Namespace labels to read */
-                                 .grants = LK_GRANTS_ALL};
-    struct lk_result r;
-    int st = lk_engine_reconcile(e, &ri, &r);
-    const json_t *md = json_object_get(in->cr, "metadata");
-    if (st != 0) {
-      fprintf(stderr, "schedsim-operator render: %s: %s %s/%s: %s\n", in->file,
-              cr_sget(in->cr, "kind"), cr_sget(md, "namespace"), cr_sget(md, "name"),
-              r.err.message ? r.err.message : "reconcile failed");
-      if (r.err.kind == LK_ERR_TERMINAL)
-        rc = 2;
-      else if (rc == 0)
-        rc = 1;
-    }
-    for (size_t j = 0; j < r.nchildren; j++)
-      json_array_append(children, r.children[j].obj);
-    json_array_append_new(statuses,
-                          json_pack("{s:s, s:s, s:{s:s, s:s}, s:O}", "apiVersion",
-                                    cr_sget(in->cr, "apiVersion"), "kind", cr_sget(in->cr, "kind"),
-                                    "metadata", "name", cr_sget(md, "name"), "namespace",
-                                    cr_sget(md, "namespace"), "status", r.status));
-    lk_result_free(&r);
-  }
-
-  if (rc != 2) {
-    size_t n = json_array_size(children);
-    json_t **v = calloc(n + 1, sizeof(*v));
-    for (size_t i = 0; i < n; i++)
-      v[i] = json_array_get(children, i);
-    if (n > 1) qsort(v, n, sizeof(*v), cmp_children);
-    json_t *all = json_array();
-    for (size_t i = 0; i < n; i++)
-      json_array_append(all, v[i]);
-    free(v);
-    json_array_extend(all, statuses);
-    char *text;
-    if (!strcmp(output, "json")) {
-      json_t *list = json_pack("{s:s, s:s, s:O}", "apiVersion", "v1", "kind", "List", "items", all);
-      text = json_dumps(list, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-      json_decref(list);
-      if (text) printf("%s\n", text);
-    } else {
-      text = k8s_yaml_dump_stream(all, NULL);
-      if (text) fputs(text, stdout);
-    }
-    free(text);
-    json_decref(all);
-  }
-  for (size_t i = 0; i < ninputs; i++)
-    json_decref(inputs[i].cr);
-  free(inputs);
-  cr_free_files(paths, npaths);
-  json_decref(obs);
-  json_decref(children);
-  json_decref(statuses);
-  lk_memsource_free(ms);
-  lk_engine_free(e);
-  ds_free(schemas);
+  for (size_t i = 0; rc != 2 && i < r.ninputs; i++)
+    rc = reconcile_one(&r, &r.inputs[i], rc);
+  if (rc != 2) print_documents(&r);
+  render_free(&r);
   return rc;
 }

@@ -1,6 +1,7 @@
 /* crinput.c: loading and checking the CR documents given to render and diff
  * (see crinput.h): -f expansion (stdin, directories), reading, List
- * expansion, the kind check. Owns nothing beyond each call. */
+ * expansion, the kind check, and the loop over them (cr_read_inputs). Owns
+ * nothing beyond each call. */
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -256,3 +257,35 @@ int cr_skip_foreign(const char *prog, struct lk_engine *e, const struct cr_file 
 }
 
 /* }==================================================================== */
+
+int cr_read_inputs(const char *prog, struct lk_engine *e, char *const *args, size_t nargs,
+                   struct cr_file **files, size_t *nfiles, cr_input_fn fn, void *ud)
+{
+  *files = NULL;
+  *nfiles = 0;
+  if (cr_expand_files(prog, args, nargs, files, nfiles) != 0) return -1;
+  int rc = 0;
+  json_t *docs = json_array();
+  for (size_t f = 0; rc == 0 && f < *nfiles; f++) {
+    const struct cr_file *file = &(*files)[f];
+    json_array_clear(docs);
+    if (cr_load_docs(prog, file->path, docs) != 0) {
+      rc = -1;
+      break;
+    }
+    size_t k;
+    json_t *d;
+    json_array_foreach(docs, k, d)
+    {
+      if (cr_skip_foreign(prog, e, file, k + 1, d)) continue;
+      const struct lk_controller_decl *c = cr_check(prog, e, file->name, k + 1, d);
+      if (!c) {
+        rc = -1;
+        break;
+      }
+      if ((rc = fn(ud, file, k + 1, d, c)) != 0) break;
+    }
+  }
+  json_decref(docs);
+  return rc;
+}

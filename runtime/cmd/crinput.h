@@ -2,7 +2,8 @@
  * Both commands take `-f FILE` documents (`-f -` reads stdin, `-f DIR` every
  * .yaml/.yml/.json file below DIR), read them as kubectl does (YAML 1.1
  * booleans: enabled: yes is true), expand `kind: List`, and check each
- * document names a kind some controller in controllers.lua reconciles. */
+ * document names a kind some controller in controllers.lua reconciles.
+ * cr_read_inputs is the whole of it; the other functions are its steps. */
 #ifndef SCHEDSIM_CMD_CRINPUT_H
 #define SCHEDSIM_CMD_CRINPUT_H
 
@@ -54,5 +55,24 @@ int cr_skip_foreign(const char *prog, struct lk_engine *e, const struct cr_file 
  * kind lists the known ones). */
 const struct lk_controller_decl *cr_check(const char *prog, struct lk_engine *e, const char *file,
                                           size_t doc, const json_t *cr);
+
+/* Called by cr_read_inputs for each checked CR: document doc (1-based) of
+ * file f, d the document as read (borrowed for the call: deep-copy what is
+ * kept), c its controller (borrowed from the engine). f lives until
+ * cr_free_files, so f->name may be kept. Returns 0 to go on, or a nonzero
+ * code (the command's exit code) that stops the reading. */
+typedef int (*cr_input_fn)(void *ud, const struct cr_file *f, size_t doc, const json_t *d,
+                           const struct lk_controller_decl *c);
+
+/* Reads the CRs of the -f arguments args: expands them (cr_expand_files),
+ * loads each file's documents in order (cr_load_docs), skips documents of
+ * foreign kinds found in directories (cr_skip_foreign), checks each
+ * (cr_check) and calls fn(ud, ...) for each CR. *files and *nfiles receive
+ * the expanded files (NULL, 0 when the expansion failed); the caller frees
+ * them with cr_free_files, also after an error. Returns 0; -1 after a
+ * message naming the file, document and field (an input error, exit 2); or
+ * fn's nonzero return, which stopped the reading. */
+int cr_read_inputs(const char *prog, struct lk_engine *e, char *const *args, size_t nargs,
+                   struct cr_file **files, size_t *nfiles, cr_input_fn fn, void *ud);
 
 #endif

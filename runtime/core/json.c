@@ -11,18 +11,7 @@
 #include <lauxlib.h>
 #include "buf.h"
 #include "json.h"
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-  if (!err || !errlen) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
+#include "util.h"
 
 /* {====================================================================
  * Plain C: parse, compact writer, reals
@@ -32,7 +21,7 @@ json_t *k8s_json_parse(const char *text, size_t len, char *err, size_t errlen)
 {
   json_error_t e;
   json_t *v = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
-  if (!v) set_err(err, errlen, "line %d column %d: %s", e.line, e.column, e.text);
+  if (!v) k8s_seterr(err, errlen, "line %d column %d: %s", e.line, e.column, e.text);
   return v;
 }
 
@@ -188,8 +177,10 @@ static void dump_value(struct k8s_buf *b, const json_t *v, int flags, int depth)
       return;
     }
     k8s_buf_addc(b, '{');
+    int written = 0;
     for (size_t j = 0; j < i; j++) {
-      if (j) k8s_buf_addc(b, ',');
+      if ((flags & K8S_JSON_OMIT_NULL) && json_is_null(kvs[j].value)) continue;
+      if (written++) k8s_buf_addc(b, ',');
       dump_string(b, kvs[j].key, kvs[j].len);
       k8s_buf_addc(b, ':');
       dump_value(b, kvs[j].value, flags, depth + 1);
@@ -321,7 +312,7 @@ int k8s_json_push(lua_State *L, const char *text, size_t len, char *err, size_t 
   if (!v) return -1;
   if (!lua_checkstack(L, 3)) {
     json_decref(v);
-    set_err(err, errlen, "Lua stack overflow");
+    k8s_seterr(err, errlen, "Lua stack overflow");
     return -1;
   }
   lua_pushcfunction(L, push_protected);
@@ -330,7 +321,7 @@ int k8s_json_push(lua_State *L, const char *text, size_t len, char *err, size_t 
   json_decref(v);
   if (rc != LUA_OK) {
     const char *msg = lua_tostring(L, -1);
-    set_err(err, errlen, "%s", msg ? msg : "error decoding JSON");
+    k8s_seterr(err, errlen, "%s", msg ? msg : "error decoding JSON");
     lua_pop(L, 1);
     return -1;
   }
@@ -551,7 +542,7 @@ json_t *k8s_json_from_lua(lua_State *L, int idx, char *err, size_t errlen)
 {
   struct conv *c = malloc(sizeof *c);
   if (!c) {
-    set_err(err, errlen, "out of memory");
+    k8s_seterr(err, errlen, "out of memory");
     return NULL;
   }
   c->L = L;
@@ -571,7 +562,7 @@ char *k8s_json_encode_lua(lua_State *L, int idx, size_t *len, char *err, size_t 
   if (!v) return NULL;
   char *text = k8s_json_dump(v, K8S_JSON_SORT_KEYS, len);
   json_decref(v);
-  if (!text) set_err(err, errlen, "out of memory");
+  if (!text) k8s_seterr(err, errlen, "out of memory");
   return text;
 }
 

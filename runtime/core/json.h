@@ -50,6 +50,12 @@ struct k8s_json_member *k8s_json_sorted_members(const json_t *o, struct k8s_json
 
 /* Flags for k8s_json_dump. */
 #define K8S_JSON_SORT_KEYS 0x1 /* object keys in byte order (deterministic, for hashing) */
+/* Object members whose value is null are left out. For API objects a null
+ * member means the same as an absent one (Go's nil slices and maps without
+ * omitempty, e.g. an EndpointSlice's "endpoints": null), so the store writes
+ * them without it and scripts never index a k8s.null where a table may be
+ * absent. Array elements are kept. */
+#define K8S_JSON_OMIT_NULL 0x2
 
 /* ---- plain C (no Lua) ---------------------------------------------------- */
 

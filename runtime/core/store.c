@@ -5,13 +5,13 @@
  * newer version replaced them, when they are deleted, or with the store.
  * Depends on jansson, json.c's compact writer and strmap.c. */
 #include <malloc.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "json.h"
 #include "store.h"
 #include "strmap.h"
+#include "util.h"
 
 #define LABEL_PREFIX "label:"
 #define INDEX_VALUES_MAX 64 /* values per object and index before a heap array */
@@ -46,18 +46,6 @@ struct k8s_store {
   char *field_manager;      /* whose applied field set objects keep, or NULL */
   size_t object_bytes, json_bytes;
 };
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-  if (!err || !errlen) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
 
 /* {====================================================================
  * Interned label keys
@@ -111,8 +99,9 @@ int k8s_store_key_of(const json_t *obj, char *buf, size_t buflen)
   return n < 0 || (size_t)n >= buflen ? -1 : n;
 }
 
-/* The JSON text to store: managedFields removed, apiVersion/kind injected
- * when the store has them. Shallow copies only; obj is not modified. */
+/* The JSON text to store: managedFields removed, null object members left
+ * out (K8S_JSON_OMIT_NULL: null means absent in API objects), apiVersion/kind
+ * injected when the store has them. Shallow copies only; obj is not modified. */
 static char *stored_text(const struct k8s_store *s, const json_t *obj, size_t *len)
 {
   json_t *top = json_object();
@@ -140,7 +129,7 @@ static char *stored_text(const struct k8s_store *s, const json_t *obj, size_t *l
       rc |= json_object_setn(top, key, json_object_iter_key_len(it), v);
     }
   }
-  char *text = rc ? NULL : k8s_json_dump(top, 0, len);
+  char *text = rc ? NULL : k8s_json_dump(top, K8S_JSON_OMIT_NULL, len);
   json_decref(top);
   return text;
 }
@@ -199,14 +188,14 @@ static struct k8s_object *build_object(struct k8s_store *s, const json_t *obj, c
                                        size_t errlen)
 {
   if (!json_is_object(obj)) {
-    set_err(err, errlen, "not a JSON object");
+    k8s_seterr(err, errlen, "not a JSON object");
     return NULL;
   }
   const json_t *md = json_object_get(obj, "metadata");
   const char *name = str_or(json_object_get(md, "name"), "");
   const char *ns = str_or(json_object_get(md, "namespace"), "");
   if (!json_is_object(md) || !*name) {
-    set_err(err, errlen, "metadata.name is missing");
+    k8s_seterr(err, errlen, "metadata.name is missing");
     return NULL;
   }
   const char *uid = str_or(json_object_get(md, "uid"), "");
@@ -240,7 +229,7 @@ static struct k8s_object *build_object(struct k8s_store *s, const json_t *obj, c
   size_t json_len = 0, managed_len = 0;
   char *text = stored_text(s, obj, &json_len);
   if (!text) {
-    set_err(err, errlen, "cannot encode the object (out of memory)");
+    k8s_seterr(err, errlen, "cannot encode the object (out of memory)");
     return NULL;
   }
   char *managed = managed_text(md, s->field_manager, &managed_len);
@@ -251,7 +240,7 @@ static struct k8s_object *build_object(struct k8s_store *s, const json_t *obj, c
   if (!o) {
     free(text);
     free(managed);
-    set_err(err, errlen, "out of memory");
+    k8s_seterr(err, errlen, "out of memory");
     return NULL;
   }
   struct k8s_label *lab = (struct k8s_label *)(o + 1);
@@ -288,7 +277,7 @@ static struct k8s_object *build_object(struct k8s_store *s, const json_t *obj, c
         for (size_t j = 0; j < li; j++)
           unintern(s, lab[j].key);
         free(o);
-        set_err(err, errlen, "out of memory");
+        k8s_seterr(err, errlen, "out of memory");
         return NULL;
       }
       li++;
@@ -334,7 +323,7 @@ static struct k8s_object *build_object(struct k8s_store *s, const json_t *obj, c
   s->json_bytes += json_len;
   if (oom) {
     free_object(s, o);
-    set_err(err, errlen, "out of memory");
+    k8s_seterr(err, errlen, "out of memory");
     return NULL;
   }
   return o;
@@ -590,11 +579,11 @@ int k8s_store_upsert(struct k8s_store *s, const json_t *obj, k8s_store_handler c
 {
   char key[1024];
   if (!json_is_object(obj)) {
-    set_err(err, errlen, "not a JSON object");
+    k8s_seterr(err, errlen, "not a JSON object");
     return -1;
   }
   if (k8s_store_key_of(obj, key, sizeof key) < 0) {
-    set_err(err, errlen, "metadata.name is missing or too long");
+    k8s_seterr(err, errlen, "metadata.name is missing or too long");
     return -1;
   }
   struct k8s_object *old = k8s_strmap_get(&s->objects, key);
@@ -625,7 +614,7 @@ int k8s_store_upsert(struct k8s_store *s, const json_t *obj, k8s_store_handler c
       k8s_strmap_del(&s->objects, o->key);
     }
     free_object(s, o);
-    set_err(err, errlen, "out of memory");
+    k8s_seterr(err, errlen, "out of memory");
     return -1;
   }
   enum k8s_store_event ev = old ? K8S_STORE_UPDATED : K8S_STORE_ADDED;
@@ -649,7 +638,7 @@ int k8s_store_replace(struct k8s_store *s, const json_t *items, k8s_store_handle
                       char *err, size_t errlen)
 {
   if (!json_is_array(items)) {
-    set_err(err, errlen, "items is not an array");
+    k8s_seterr(err, errlen, "items is not an array");
     return -1;
   }
   struct k8s_strmap seen = {0};
@@ -662,7 +651,7 @@ int k8s_store_replace(struct k8s_store *s, const json_t *items, k8s_store_handle
     int rc = k8s_store_upsert(s, item, cb, ud, e, sizeof e);
     const struct k8s_object *o = rc < 0 ? NULL : k8s_store_get(s, key);
     if (!o || k8s_strmap_put(&seen, o->key, (void *)o) < 0) {
-      if (!skipped) set_err(err, errlen, "items[%zu]: %s", i, o ? "out of memory" : e);
+      if (!skipped) k8s_seterr(err, errlen, "items[%zu]: %s", i, o ? "out of memory" : e);
       skipped++;
     }
   }
@@ -678,7 +667,7 @@ int k8s_store_replace(struct k8s_store *s, const json_t *items, k8s_store_handle
     free(gone);
   } else {
     skipped++;
-    set_err(err, errlen, "out of memory");
+    k8s_seterr(err, errlen, "out of memory");
   }
   k8s_strmap_clear(&seen);
   return skipped;

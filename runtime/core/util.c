@@ -1,7 +1,9 @@
 /* util.c: SHA-256 hex digests (libcrypto EVP), label-value validation and the
- * owner label value, RFC 3339 formatting, and the two clocks (util.h). */
+ * owner label value, RFC 3339 formatting, the two clocks and the error-buffer
+ * formatter (util.h). */
 #include <ctype.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -172,4 +174,13 @@ double k8s_wallclock(void)
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void k8s_seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+  if (!err || !errlen) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
 }

@@ -43,6 +43,12 @@ size_t k8s_rfc3339(double epoch, char out[K8S_TIME_BUF]);
 /* The same with milliseconds ("2026-01-01T00:00:00.123Z"), used by logs. */
 size_t k8s_rfc3339_ms(double epoch, char out[K8S_TIME_BUF]);
 
+/* Formats an error message into the caller's buffer err[errlen] (the
+ * `char *err, size_t errlen` convention of every fallible runtime function);
+ * truncates to fit; does nothing when err is NULL or errlen is 0. */
+void k8s_seterr(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Monotonic clock in seconds (CLOCK_MONOTONIC); the `now` of the WorkQueue,
  * the RateLimiter and the event loop's timers. */
 double k8s_monotonic(void);

@@ -5,7 +5,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,19 +12,11 @@
 
 #include "core/yaml.h"
 #include "kube/kubeconfig.h"
+#include "core/util.h"
 
 #define SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
 
 /* ==== small helpers ======================================================== */
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-  if (!err || !errlen) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
 
 /* Reads a whole file into a malloc'd NUL-terminated buffer. */
 static char *read_file(const char *path, size_t *len)
@@ -165,7 +156,7 @@ static int load_blob(json_t *obj, const char *field, const char *path, char **ou
   if (data && *data) {
     *out = b64decode(data, len);
     if (!*out) {
-      seterr(err, errlen, "%s: %s: invalid base64", path ? path : "<kubeconfig>", key);
+      k8s_seterr(err, errlen, "%s: %s: invalid base64", path ? path : "<kubeconfig>", key);
       return -1;
     }
     return 0;
@@ -175,8 +166,8 @@ static int load_blob(json_t *obj, const char *field, const char *path, char **ou
     char *p = resolve_path(path, file);
     *out = p ? read_file(p, len) : NULL;
     if (!*out) {
-      seterr(err, errlen, "%s: %s: cannot read %s: %s", path ? path : "<kubeconfig>", field,
-             p ? p : file, strerror(errno));
+      k8s_seterr(err, errlen, "%s: %s: cannot read %s: %s", path ? path : "<kubeconfig>", field,
+                 p ? p : file, strerror(errno));
       free(p);
       return -1;
     }
@@ -216,7 +207,7 @@ int k8s_config_parse(const char *text, size_t len, const char *path, const char 
   char yerr[256];
   json_t *docs = k8s_yaml_load(text, len, where, yerr, sizeof(yerr));
   if (!docs) {
-    seterr(err, errlen, "%s", yerr);
+    k8s_seterr(err, errlen, "%s", yerr);
     return -1;
   }
   json_t *root = json_array_get(docs, 0);
@@ -224,17 +215,17 @@ int k8s_config_parse(const char *text, size_t len, const char *path, const char 
   int rc = -1;
   if (!cfg) goto done;
   if (!json_is_object(root)) {
-    seterr(err, errlen, "%s: not a kubeconfig (empty or not a mapping)", where);
+    k8s_seterr(err, errlen, "%s: not a kubeconfig (empty or not a mapping)", where);
     goto done;
   }
   const char *ctxname = context && *context ? context : jstr(root, "current-context");
   if (!ctxname || !*ctxname) {
-    seterr(err, errlen, "%s: current-context: not set (use --context)", where);
+    k8s_seterr(err, errlen, "%s: current-context: not set (use --context)", where);
     goto done;
   }
   json_t *ctx = named(json_object_get(root, "contexts"), ctxname, "context", docs);
   if (!ctx) {
-    seterr(err, errlen, "%s: contexts: no context named \"%s\"", where, ctxname);
+    k8s_seterr(err, errlen, "%s: contexts: no context named \"%s\"", where, ctxname);
     goto done;
   }
   const char *cluster_name = jstr(ctx, "cluster");
@@ -242,8 +233,8 @@ int k8s_config_parse(const char *text, size_t len, const char *path, const char 
   json_t *cluster =
       cluster_name ? named(json_object_get(root, "clusters"), cluster_name, "cluster", docs) : NULL;
   if (!cluster) {
-    seterr(err, errlen, "%s: contexts[%s].cluster: no cluster named \"%s\"", where, ctxname,
-           cluster_name ? cluster_name : "");
+    k8s_seterr(err, errlen, "%s: contexts[%s].cluster: no cluster named \"%s\"", where, ctxname,
+               cluster_name ? cluster_name : "");
     goto done;
   }
   json_t *user = user_name ? named(json_object_get(root, "users"), user_name, "user", docs) : NULL;
@@ -251,7 +242,7 @@ int k8s_config_parse(const char *text, size_t len, const char *path, const char 
 
   const char *server = jstr(cluster, "server");
   if (!server || !*server) {
-    seterr(err, errlen, "%s: clusters[%s].server: missing", where, cluster_name);
+    k8s_seterr(err, errlen, "%s: clusters[%s].server: missing", where, cluster_name);
     goto done;
   }
   cfg->server = strdup(server);
@@ -264,8 +255,8 @@ int k8s_config_parse(const char *text, size_t len, const char *path, const char 
   if (sni && *sni) {
     for (const char *c = sni; *c; c++)
       if (!(isalnum((unsigned char)*c) || *c == '-' || *c == '.')) {
-        seterr(err, errlen, "%s: clusters[%s].tls-server-name: \"%s\" is not a host name", where,
-               cluster_name, sni);
+        k8s_seterr(err, errlen, "%s: clusters[%s].tls-server-name: \"%s\" is not a host name",
+                   where, cluster_name, sni);
         goto done;
       }
     cfg->tls_server_name = strdup(sni);
@@ -276,13 +267,13 @@ int k8s_config_parse(const char *text, size_t len, const char *path, const char 
     goto done;
   if (load_blob(user, "client-key", path, &cfg->key, &cfg->key_len, err, errlen)) goto done;
   if (!cfg->cert != !cfg->key) {
-    seterr(err, errlen, "%s: users[%s]: client-certificate and client-key must come together",
-           where, user_name);
+    k8s_seterr(err, errlen, "%s: users[%s]: client-certificate and client-key must come together",
+               where, user_name);
     goto done;
   }
   if (json_object_get(user, "exec") || json_object_get(user, "auth-provider")) {
-    seterr(err, errlen, "%s: users[%s]: exec and auth-provider credentials are not supported",
-           where, user_name);
+    k8s_seterr(err, errlen, "%s: users[%s]: exec and auth-provider credentials are not supported",
+               where, user_name);
     goto done;
   }
   const char *token = jstr(user, "token");
@@ -292,7 +283,8 @@ int k8s_config_parse(const char *text, size_t len, const char *path, const char 
   } else if (token_file && *token_file) {
     cfg->token_file = resolve_path(path, token_file);
     if (!cfg->token_file || read_token_file(cfg)) {
-      seterr(err, errlen, "%s: users[%s].tokenFile: cannot read %s", where, user_name, token_file);
+      k8s_seterr(err, errlen, "%s: users[%s].tokenFile: cannot read %s", where, user_name,
+                 token_file);
       goto done;
     }
   }
@@ -319,7 +311,7 @@ static int load_file(const char *path, const char *context, struct k8s_config **
   size_t len = 0;
   char *text = read_file(path, &len);
   if (!text) {
-    seterr(err, errlen, "%s: cannot read kubeconfig: %s", path, strerror(errno));
+    k8s_seterr(err, errlen, "%s: cannot read kubeconfig: %s", path, strerror(errno));
     return -1;
   }
   int rc = k8s_config_parse(text, len, path, context, out, err, errlen);
@@ -343,13 +335,13 @@ static int load_in_cluster(struct k8s_config **out, char *err, size_t errlen)
   cfg->server = strdup(buf);
   cfg->token_file = strdup(SA_DIR "/token");
   if (read_token_file(cfg)) {
-    seterr(err, errlen, "in-cluster: cannot read %s/token: %s", SA_DIR, strerror(errno));
+    k8s_seterr(err, errlen, "in-cluster: cannot read %s/token: %s", SA_DIR, strerror(errno));
     k8s_config_free(cfg);
     return -1;
   }
   cfg->ca = read_file(SA_DIR "/ca.crt", &cfg->ca_len);
   if (!cfg->ca) {
-    seterr(err, errlen, "in-cluster: cannot read %s/ca.crt: %s", SA_DIR, strerror(errno));
+    k8s_seterr(err, errlen, "in-cluster: cannot read %s/ca.crt: %s", SA_DIR, strerror(errno));
     k8s_config_free(cfg);
     return -1;
   }
@@ -397,9 +389,9 @@ int k8s_config_load(const struct k8s_config_options *opts, struct k8s_config **o
     struct stat st;
     if (stat(path, &st) == 0) return load_file(path, context, out, err, errlen);
   }
-  seterr(err, errlen,
-         "no kubeconfig: pass --kubeconfig, set KUBECONFIG, run in a cluster, or create "
-         "~/.kube/config");
+  k8s_seterr(err, errlen,
+             "no kubeconfig: pass --kubeconfig, set KUBECONFIG, run in a cluster, or create "
+             "~/.kube/config");
   return -1;
 }
 

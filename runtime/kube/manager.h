@@ -60,10 +60,18 @@ struct k8s_manager_options {
   const char *leader_election_id;        /* Lease name; NULL: "schedsim-operator" */
   const char *metrics_addr;              /* --metrics-bind-address; NULL: ":8080" */
   const char *health_addr;               /* --health-probe-bind-address; NULL: ":8081" */
-  double shutdown_timeout;               /* --shutdown-timeout; 0: 10 s */
-  double cache_sync_timeout;             /* 0: 120 s */
-  double discovery_interval;             /* 0: 30 s */
-  double dead_stream_timeout;            /* reflectors; 0: 60 s */
+  /* --metrics-secure: /metrics over HTTPS, every scrape authenticated and
+   * authorized by the API server (kube/authfilter.h), as a kubebuilder
+   * scaffold serves it. The certificate is cert_path/cert_name and
+   * cert_path/cert_key (--metrics-cert-path, -cert-name "tls.crt",
+   * -cert-key "tls.key"); without cert_path a self-signed one is made at
+   * start (controller-runtime does the same). */
+  bool metrics_secure;
+  const char *metrics_cert_path, *metrics_cert_name, *metrics_cert_key;
+  double shutdown_timeout;    /* --shutdown-timeout; 0: 10 s */
+  double cache_sync_timeout;  /* 0: 120 s */
+  double discovery_interval;  /* 0: 30 s */
+  double dead_stream_timeout; /* reflectors; 0: 60 s */
 };
 
 /* A unit of work the manager starts and stops (a controller, the script

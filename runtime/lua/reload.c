@@ -294,7 +294,10 @@ static void handle(struct k8s_reload *r, struct job *j)
   char why[512] = "";
   char previous[sizeof(r->serving)];
   memcpy(previous, r->serving, sizeof(previous));
-  if (r->h.swap(j->engine, r->h.data, why, sizeof(why)) != 0) {
+  double t_swap = k8s_monotonic();
+  int swapped = r->h.swap(j->engine, r->h.data, why, sizeof(why));
+  t_swap = k8s_monotonic() - t_swap;
+  if (swapped != 0) {
     lk_messages_add(&j->msgs, "%s", why[0] ? why : "the controllers refused the script set");
     refuse(r, j);
     return;
@@ -303,13 +306,14 @@ static void handle(struct k8s_reload *r, struct job *j)
   memcpy(r->serving, j->revision, sizeof(r->serving));
   const char *lv[] = {"success"};
   k8s_metric_inc(r->reloads, lv);
-  char check_ms[32], since_ms[32], keys[16];
+  char check_ms[32], since_ms[32], swap_ms[32], keys[16];
   snprintf(check_ms, sizeof(check_ms), "%.1f", j->check_seconds * 1000);
+  snprintf(swap_ms, sizeof(swap_ms), "%.2f", t_swap * 1000);
   snprintf(since_ms, sizeof(since_ms), "%.1f", (k8s_monotonic() - j->t_event) * 1000);
   snprintf(keys, sizeof(keys), "%zu", j->nov);
   k8s_log(K8S_LOG_INFO, "script set swapped", "configmap", r->key, "revision", r->serving,
           "previous", previous, K8S_NUM("overlaid"), keys, K8S_NUM("checkMs"), check_ms,
-          K8S_NUM("sinceEventMs"), since_ms, NULL);
+          K8S_NUM("swapMs"), swap_ms, K8S_NUM("sinceEventMs"), since_ms, NULL);
   char note[MAX_NOTE + 1];
   snprintf(note, sizeof(note),
            "%s serves now (%zu module%s from this ConfigMap, previous %.19s); every CR is "

@@ -88,8 +88,11 @@ static const struct lk_gvk *owns_of(const struct lk_controller_decl *c, const ch
   return NULL;
 }
 
-/* Decorates child i in place (steps 1, 2 and 4 of the contract). */
-static int decorate(struct post *p, size_t i, json_t *child, struct lk_child *out)
+/* Step 1 of decorate: child i is a table with apiVersion, kind,
+ * metadata.name and a string metadata.namespace if any, of a kind the
+ * controller owns and the API server serves. Returns 0, or -1 with the
+ * message in p->msg. */
+static int check_child(struct post *p, size_t i, const json_t *child)
 {
   const struct lk_reconcile_in *in = p->in;
   if (!json_is_object(child)) return post_fail(p, "result.children[%zu]: must be a table", i);
@@ -98,12 +101,12 @@ static int decorate(struct post *p, size_t i, json_t *child, struct lk_child *ou
     return post_fail(p, "result.children[%zu].apiVersion: must be a non-empty string", i);
   if (!nonempty(kind))
     return post_fail(p, "result.children[%zu].kind: must be a non-empty string", i);
-  json_t *md = json_object_get(child, "metadata");
+  const json_t *md = json_object_get(child, "metadata");
   if (!json_is_object(md))
     return post_fail(p, "result.children[%zu].metadata: must be a table with a name", i);
   if (!nonempty(jstr(md, "name")))
     return post_fail(p, "result.children[%zu].metadata.name: must be a non-empty string", i);
-  json_t *nsv = json_object_get(md, "namespace");
+  const json_t *nsv = json_object_get(md, "namespace");
   if (nsv && !json_is_string(nsv))
     return post_fail(p, "result.children[%zu].metadata.namespace: must be a string", i);
   if (!owns_of(in->controller, av, kind))
@@ -117,12 +120,28 @@ static int decorate(struct post *p, size_t i, json_t *child, struct lk_child *ou
                      "result.children[%zu]: %s %s is not served by the API server "
                      "(check k8s.discovery.served first)",
                      i, av, kind);
+  return 0;
+}
+
+/* Step 2a: the namespace: none for a cluster-scoped kind, the CR's when
+ * the script left it empty. */
+static void default_namespace(struct post *p, json_t *child)
+{
+  const struct lk_discovery_source *d = p->in->discovery;
+  const char *av = jstr(child, "apiVersion"), *kind = jstr(child, "kind");
+  json_t *md = json_object_get(child, "metadata");
   int namespaced = d && d->ops->namespaced ? d->ops->namespaced(d->ud, av, kind) : -1;
   if (namespaced == 0)
     json_object_del(md, "namespace");
   else if (!nonempty(jstr(md, "namespace")))
     json_object_set_new(md, "namespace", json_string(p->cr_ns));
+}
 
+/* Step 2b: the managed-by and owner labels, the owner label on a pod
+ * template too. Returns 0, or -1 with the message in p->msg. */
+static int set_labels(struct post *p, size_t i, json_t *child)
+{
+  json_t *md = json_object_get(child, "metadata");
   json_t *labels = jobj(md, "labels");
   if (!labels) return post_fail(p, "result.children[%zu].metadata.labels: must be a table", i);
   json_object_set_new(labels, LK_LABEL_MANAGED_BY, json_string(LK_MANAGED_BY));
@@ -137,29 +156,42 @@ static int decorate(struct post *p, size_t i, json_t *child, struct lk_child *ou
       return post_fail(p, "result.children[%zu].spec.template.metadata.labels: must be a table", i);
     json_object_set_new(tlabels, LK_LABEL_OWNER, json_string(p->run->owner));
   }
+  return 0;
+}
 
+/* Step 2c: in the CR's own namespace, the controller owner reference to the
+ * CR, replacing any other controller reference or one to the CR's uid.
+ * Returns 0, or -1 with the message in p->msg. */
+static int set_owner_ref(struct post *p, size_t i, json_t *md)
+{
   const char *ns = jstr(md, "namespace");
-  if (ns && *p->cr_ns && !strcmp(ns, p->cr_ns)) {
-    json_t *refs = json_object_get(md, "ownerReferences");
-    if (!refs) {
-      refs = json_array();
-      json_object_set_new(md, "ownerReferences", refs);
-    }
-    if (!json_is_array(refs))
-      return post_fail(p, "result.children[%zu].metadata.ownerReferences: must be a list", i);
-    for (size_t k = json_array_size(refs); k-- > 0;) {
-      const json_t *ref = json_array_get(refs, k);
-      if (json_is_true(json_object_get(ref, "controller")) ||
-          (nonempty(p->cr_uid) && !strcmp(p->cr_uid, jstr(ref, "uid") ? jstr(ref, "uid") : "")))
-        json_array_remove(refs, k);
-    }
-    json_t *ref = json_pack("{s:s, s:s, s:s, s:b, s:b}", "apiVersion", p->cr_av, "kind", p->cr_kind,
-                            "name", p->cr_name, "controller", 1, "blockOwnerDeletion", 1);
-    if (nonempty(p->cr_uid)) json_object_set_new(ref, "uid", json_string(p->cr_uid));
-    json_array_append_new(refs, ref);
+  if (!ns || !*p->cr_ns || strcmp(ns, p->cr_ns)) return 0;
+  json_t *refs = json_object_get(md, "ownerReferences");
+  if (!refs) {
+    refs = json_array();
+    json_object_set_new(md, "ownerReferences", refs);
   }
+  if (!json_is_array(refs))
+    return post_fail(p, "result.children[%zu].metadata.ownerReferences: must be a list", i);
+  for (size_t k = json_array_size(refs); k-- > 0;) {
+    const json_t *ref = json_array_get(refs, k);
+    if (json_is_true(json_object_get(ref, "controller")) ||
+        (nonempty(p->cr_uid) && !strcmp(p->cr_uid, jstr(ref, "uid") ? jstr(ref, "uid") : "")))
+      json_array_remove(refs, k);
+  }
+  json_t *ref = json_pack("{s:s, s:s, s:s, s:b, s:b}", "apiVersion", p->cr_av, "kind", p->cr_kind,
+                          "name", p->cr_name, "controller", 1, "blockOwnerDeletion", 1);
+  if (nonempty(p->cr_uid)) json_object_set_new(ref, "uid", json_string(p->cr_uid));
+  json_array_append_new(refs, ref);
+  return 0;
+}
 
-  json_t *ann = jobj(md, "annotations");
+/* Step 4: the desired-hash annotation, the SHA-256 of the child's
+ * canonical JSON without it, also into out->hash. Returns 0, or -1 with the
+ * message in p->msg. */
+static int set_hash(struct post *p, size_t i, json_t *child, struct lk_child *out)
+{
+  json_t *ann = jobj(json_object_get(child, "metadata"), "annotations");
   if (!ann) return post_fail(p, "result.children[%zu].metadata.annotations: must be a table", i);
   json_object_del(ann, LK_ANNOTATION_HASH);
   size_t len;
@@ -168,7 +200,18 @@ static int decorate(struct post *p, size_t i, json_t *child, struct lk_child *ou
   k8s_sha256_hex(canon, len, out->hash);
   free(canon);
   json_object_set_new(ann, LK_ANNOTATION_HASH, json_string(out->hash));
+  return 0;
+}
 
+/* Decorates child i in place (steps 1, 2 and 4 of the contract). */
+static int decorate(struct post *p, size_t i, json_t *child, struct lk_child *out)
+{
+  if (check_child(p, i, child) != 0) return -1;
+  default_namespace(p, child);
+  json_t *md = json_object_get(child, "metadata");
+  if (set_labels(p, i, child) != 0 || set_owner_ref(p, i, md) != 0 ||
+      set_hash(p, i, child, out) != 0)
+    return -1;
   out->obj = json_incref(child);
   out->api_version = jstr(child, "apiVersion");
   out->kind = jstr(child, "kind");

@@ -447,9 +447,10 @@ static void copy_table(lua_State *L, int idx)
   }
 }
 
-static int open_sandbox(lua_State *L)
+/* Step 1 of open_sandbox: the allowed standard libraries, the string
+ * metatable hidden, the terminal error metatable. Stack balanced. */
+static void open_libs(lua_State *L)
 {
-  struct lk_sandbox *sb = lua_touserdata(L, 1);
   static const luaL_Reg libs[] = {{LUA_GNAME, luaopen_base},
                                   {LUA_STRLIBNAME, luaopen_string},
                                   {LUA_TABLIBNAME, luaopen_table},
@@ -474,9 +475,12 @@ static int open_sandbox(lua_State *L)
   lua_pushliteral(L, TERMINAL_MT);
   lua_setfield(L, -2, "__metatable");
   lua_pop(L, 1);
+}
 
-  /* base: allow-listed functions of the real globals, plus wrappers */
-  lua_pushglobaltable(L);
+/* Step 2: base, the allow-listed functions of the real globals (at the top
+ * of the stack) plus wrappers, into sb->base_ref. Stack balanced. */
+static void make_base(lua_State *L, struct lk_sandbox *sb)
+{
   copy_fields(L, -1, base_allowed, NULL);
   lua_pushcfunction(L, sb_setmetatable);
   lua_setfield(L, -2, "setmetatable");
@@ -484,8 +488,37 @@ static int open_sandbox(lua_State *L)
   lua_pushcclosure(L, sb_xpcall, 1);
   lua_setfield(L, -2, "xpcall");
   sb->base_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
 
-  /* proxies: each call gets { } with __index = the library's template */
+/* Step 3b: with the globals and the proxies table at the top, adds k8s's
+ * proxy metatable to the proxies, and one for each k8s submodule (all table
+ * fields but array_mt) into sb->k8ssub_ref. Stack balanced. */
+static void make_k8s_proxies(lua_State *L, struct lk_sandbox *sb)
+{
+  luaL_requiref(L, "k8s", luaopen_k8s, 0);
+  push_proxy_mt(L, -1);
+  lua_setfield(L, -3, "k8s");
+  lua_newtable(L);
+  lua_pushnil(L);
+  while (lua_next(L, -3)) {
+    if (lua_istable(L, -1) && strcmp(lua_tostring(L, -2), "array_mt")) {
+      push_proxy_mt(L, -1);
+      lua_pushvalue(L, -3);
+      lua_insert(L, -2);
+      lua_rawset(L, -5);
+    }
+    lua_pop(L, 1);
+  }
+  sb->k8ssub_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pop(L, 1); /* k8s */
+}
+
+/* Step 3: the proxy metatables of the libraries (each call gets { } with
+ * __index = the library's template), string without dump, os reduced to
+ * time, clock and date, into sb->templates_ref. The globals are at the top
+ * of the stack. Stack balanced. */
+static void make_templates(lua_State *L, struct lk_sandbox *sb)
+{
   static const char *const no_dump[] = {"dump", NULL};
   static const char *const os_allowed[] = {"time", "clock", "date", NULL};
   static const char *const plain[] = {LUA_TABLIBNAME, LUA_MATHLIBNAME, LUA_UTF8LIBNAME, NULL};
@@ -508,27 +541,14 @@ static int open_sandbox(lua_State *L)
   push_proxy_mt(L, -1);
   lua_setfield(L, -4, LUA_OSLIBNAME);
   lua_pop(L, 2);
-  luaL_requiref(L, "k8s", luaopen_k8s, 0);
-  push_proxy_mt(L, -1);
-  lua_setfield(L, -3, "k8s");
-  /* k8s submodules: proxies too (all table fields but array_mt) */
-  lua_newtable(L);
-  lua_pushnil(L);
-  while (lua_next(L, -3)) {
-    if (lua_istable(L, -1) && strcmp(lua_tostring(L, -2), "array_mt")) {
-      push_proxy_mt(L, -1);
-      lua_pushvalue(L, -3);
-      lua_insert(L, -2);
-      lua_rawset(L, -5);
-    }
-    lua_pop(L, 1);
-  }
-  sb->k8ssub_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_pop(L, 1); /* k8s */
+  make_k8s_proxies(L, sb);
   sb->templates_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_pop(L, 1); /* globals */
+}
 
-  /* a pristine copy of k8s.array_mt */
+/* Step 4: a pristine copy of k8s.array_mt, the environment metatable
+ * (__index = base) and the chunk table, into their refs. Stack balanced. */
+static void make_refs(lua_State *L, struct lk_sandbox *sb)
+{
   k8s_json_push_array_mt(L);
   copy_table(L, -1);
   sb->arraymt_snapshot_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -543,6 +563,20 @@ static int open_sandbox(lua_State *L)
 
   lua_newtable(L);
   sb->chunks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+/* Builds the sandbox's registry state, protected (lk_sandbox_new calls it
+ * under lua_pcall: an allocation failure is an error, not a panic);
+ * argument 1: the struct lk_sandbox, light userdata. */
+static int open_sandbox(lua_State *L)
+{
+  struct lk_sandbox *sb = lua_touserdata(L, 1);
+  open_libs(L);
+  lua_pushglobaltable(L);
+  make_base(L, sb);
+  make_templates(L, sb);
+  lua_pop(L, 1); /* globals */
+  make_refs(L, sb);
   return 0;
 }
 

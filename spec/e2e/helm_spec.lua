@@ -10,7 +10,7 @@
 --
 --   bash cmake/run-spec build spec/e2e/helm_spec.lua
 local cluster = require("cluster")
-local lyaml = require("lyaml")
+local k8srt = require("k8srt") -- the runtime's own YAML converter
 
 local root, q = cluster.root, cluster.q
 local CHART = root .. "/deploy/helm/schedsim-operator"
@@ -19,7 +19,7 @@ local function need_cluster() return cluster.need(pending) end
 
 local function docs(text)
   local t = {}
-  for _, d in ipairs(lyaml.load(text, { all = true })) do
+  for _, d in ipairs(assert(k8srt.yaml.load(text))) do
     if type(d) == "table" and d.kind then t[#t + 1] = d end
   end
   return t
@@ -108,6 +108,33 @@ describe("Helm chart (e2e)", function()
       assert.is_true(aok, args .. ":\n" .. aout)
       assert.matches("deployment.apps/schedsim%-operator created %(server dry run%)", aout)
     end
+  end)
+
+  it("metrics.secure installs what deploy/components/metrics-secure does, and applies", function()
+    local ok, out = template("--set metrics.secure=true --set metrics.port=8443 "
+      .. "--set metrics.serviceMonitor.enabled=true --api-versions monitoring.coreos.com/v1")
+    assert.is_true(ok, out)
+    local chart = by_kind(docs(out))
+    local comp = by_kind(docs(read(root .. "/deploy/components/metrics-secure/metrics_auth_role.yaml")
+      .. "\n---\n" .. read(root .. "/deploy/components/metrics-secure/metrics_reader_role.yaml")))
+    local function rules_of(list, suffix)
+      for _, r in ipairs(list) do
+        if r.metadata.name:sub(-#suffix) == suffix then return r.rules end
+      end
+    end
+    for _, suffix in ipairs({ "-metrics-auth", "-metrics-reader" }) do
+      assert.same(rules_of(comp.ClusterRole, suffix), rules_of(chart.ClusterRole, suffix), suffix)
+    end
+    local args = table.concat(chart.Deployment[1].spec.template.spec.containers[1].args, " ")
+    assert.matches("--metrics-secure", args, 1, true)
+    assert.matches("--metrics-bind-address=:8443", args, 1, true)
+    assert.equals("https", chart.Service[1].spec.ports[1].name)
+    assert.equals("https", chart.ServiceMonitor[1].spec.endpoints[1].scheme)
+    if not need_cluster() then return end
+    local tok, tout = template("--set metrics.secure=true")
+    assert.is_true(tok, tout)
+    local aok, aout = cluster.kubectl("apply --dry-run=server -f -", tout)
+    assert.is_true(aok, aout)
   end)
 
   it("refuses a wrong RBAC mode", function()

@@ -12,10 +12,14 @@
 ---   p:stop()                                              -- SIGTERM, then wait; returns the exit code
 local M = {}
 
-local cjson = require("cjson")
+-- JSON through the runtime's own converter (jansson, k8srt.json), the one the
+-- operator and spec/support/fake_k8s.lua use: [] stays [], {} stays {}, whole
+-- numbers are integers. cmake/run-spec puts build/lua on LUA_CPATH.
+local k8srt = require("k8srt")
 
-M.json = cjson
-M.null = cjson.null
+M.json = k8srt.json
+M.null = k8srt.null
+M.array = k8srt.array
 
 --- Shell-quotes s.
 function M.q(s)
@@ -108,21 +112,9 @@ function M.must(args, input, kubeconfig)
   return out
 end
 
--- lua-cjson decodes every number as a float (41234.0); whole numbers become
--- integers, so a port from a JSON log line concatenates as "41234".
-local function integers(v)
-  if type(v) == "table" then
-    for k, x in pairs(v) do v[k] = integers(x) end
-    return v
-  end
-  return math.type(v) == "float" and math.tointeger(v) or v
-end
-
 --- Decodes JSON text (nil, err on failure); whole numbers as Lua integers.
 function M.decode(text)
-  local ok, v = pcall(cjson.decode, text)
-  if ok then return integers(v) end
-  return nil, v
+  return k8srt.json.decode(text)
 end
 
 --- The object as a table, or nil, error text. ns may be nil (cluster-scoped).
@@ -135,7 +127,7 @@ end
 
 --- Applies a Lua table (encoded as JSON) with kubectl apply --server-side.
 function M.apply(obj, extra)
-  return M.must("apply --server-side --field-manager=spec -f - " .. (extra or ""), cjson.encode(obj))
+  return M.must("apply --server-side --field-manager=spec -f - " .. (extra or ""), k8srt.json.encode(obj))
 end
 
 --- Polls fn every `interval` (default 0.2 s) until it returns a truthy first
@@ -345,6 +337,23 @@ end
 --- Removes the temporary files.
 function Proc:cleanup()
   for _, f in ipairs({ self.out, self.err, self.rcfile, self.pidfile, self.base }) do os.remove(f) end
+end
+
+--- The URL (http://ADDR) of Gateway ns/name's first listener on the local
+--- data plane: the local gateway lists each listener it serves in the file
+--- $SCHEDSIM_GATEWAYS ("NS GATEWAY LISTENER ADDR" per line,
+--- spec/cluster/README.md). Waits up to `timeout` seconds (default 60).
+function M.gateway_url(ns, name, timeout)
+  return M.eventually(timeout or 60, "a listener of Gateway " .. ns .. "/" .. name .. " in $SCHEDSIM_GATEWAYS",
+    function()
+      local f = io.open(os.getenv("SCHEDSIM_GATEWAYS") or "")
+      if not f then return nil end
+      for line in f:lines() do
+        local lns, lname, _, addr = line:match("^(%S+) (%S+) (%S+) (%S+)$")
+        if lns == ns and lname == name then f:close(); return "http://" .. addr end
+      end
+      f:close()
+    end)
 end
 
 ---------------------------------------------------------------------------

@@ -6,7 +6,7 @@
 --     naming no repository path (doc/…, scripts/…, *.lua, *.md);
 --   * SimulatorDeployment's scale subresource points at fields its schema has
 --     (spec.decode.replicas, status.decode.replicas, status.decode.selector).
-local lyaml = require("lyaml")
+local k8srt = require("k8srt") -- the runtime's own YAML converter
 
 local ROOT = os.getenv("SCHEDSIM_ROOT") or "."
 
@@ -14,7 +14,7 @@ local function load(rel)
   local f = assert(io.open(ROOT .. "/" .. rel, "r"))
   local s = f:read("a")
   f:close()
-  return lyaml.load(s)
+  return assert(k8srt.yaml.load(s, rel))[1]
 end
 
 local FILES = { "crds/sim.llm-d.io_simulatordeployments.yaml", "crds/sim.llm-d.io_schedulerinstalls.yaml" }

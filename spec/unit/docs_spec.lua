@@ -7,7 +7,7 @@
 --   * every relative link in README.md, HANDS-ON.md and doc/*.md points at an
 --     existing file (and, for a #fragment into a Markdown file, a heading);
 --   * README.md links every guide; Mermaid blocks name a diagram type.
-local lyaml = require("lyaml")
+local k8srt = require("k8srt") -- the runtime's own YAML converter
 
 local ROOT = os.getenv("SCHEDSIM_ROOT") or "."
 
@@ -237,7 +237,7 @@ describe("doc/configuration.md", function()
   end)
 
   for _, file in ipairs(crds) do
-    local crd = lyaml.load(read(file))
+    local crd = assert(k8srt.yaml.load(read(file), file))[1]
     local kind = crd.spec.names.kind
     local version = crd.spec.versions[1]
     local spec_schema = version.schema.openAPIV3Schema.properties.spec
