@@ -91,13 +91,14 @@ def load_experiment(path):
     scripts = exp.get("scripts")
     if scripts is not None:
         if not isinstance(scripts, dict) or not (isinstance(scripts.get("overlay"), str) or
-                                                  isinstance(scripts.get("edit"), dict)):
-            raise ExperimentError(f"{path}: scripts needs overlay (a ConfigMap manifest path, or \"bundled\") "
-                                  "or edit (module, replace)")
+                                                  isinstance(scripts.get("edit"), dict) or
+                                                  isinstance(scripts.get("policy"), str)):
+            raise ExperimentError(f"{path}: scripts needs policy (the source of a policy.lua overlay), overlay "
+                                  "(a ConfigMap manifest path, or \"bundled\") or edit (module, replace)")
         ed = scripts.get("edit")
         if ed is not None and not (isinstance(ed.get("module"), str) and isinstance(ed.get("replace"), dict)
                                    and ed["replace"]):
-            raise ExperimentError(f"{path}: scripts.edit needs module (e.g. schedulerinstall.profiles) and "
+            raise ExperimentError(f"{path}: scripts.edit needs module (e.g. lib.epp) and "
                                   "replace (a mapping: text in the bundled module -> its replacement)")
     return exp, base
 
@@ -143,20 +144,17 @@ def eventually(timeout, what, fn, interval=0.5):
 
 def scripts_revision(data):
     """The revision the operator will serve with this overlay (the bundled scripts plus the
-    ConfigMap's keys, as doc/hot-reload.md describes), computed with `schedsim-operator check`;
-    None when the binary is not built."""
+    ConfigMap's keys, as doc/hot-reload.md describes), computed with `schedsim-operator check
+    --overlay` on a directory of the keys; None when the binary is not built."""
     binary = os.environ.get("SCHEDSIM_BIN", os.path.join(ROOT, "build", "schedsim-operator"))
     if not os.access(binary, os.X_OK):
         return None
     with tempfile.TemporaryDirectory() as tmp:
-        shutil.copytree(os.path.join(ROOT, "scripts"), os.path.join(tmp, "scripts"))
-        shutil.copytree(os.path.join(ROOT, "examples"), os.path.join(tmp, "examples"))  # fixtures read them
-        for key, src in data.items():
-            mod = key[:-len(".lua")].replace(".", "/") + ".lua"
-            os.makedirs(os.path.dirname(os.path.join(tmp, "scripts", mod)), exist_ok=True)
-            with open(os.path.join(tmp, "scripts", mod), "w") as f:
+        for key, src in data.items():  # one file per key, as the ConfigMap's
+            with open(os.path.join(tmp, key), "w") as f:
                 f.write(src)
-        p = subprocess.run([binary, "check", "--scripts", os.path.join(tmp, "scripts")], capture_output=True, text=True)
+        p = subprocess.run([binary, "check", "--scripts", os.path.join(ROOT, "scripts"), "--overlay", tmp],
+                           capture_output=True, text=True)
         m = re.search(r"sha256:[0-9a-f]+", p.stdout)
         if p.returncode != 0 or not m:
             raise ExperimentError(f"the scripts overlay does not pass `schedsim-operator check`: {p.stdout}{p.stderr}")
@@ -175,7 +173,10 @@ def prepare(exp, base, out, rec):
         cm_ref = scripts.get("configMap", "schedsim-system/schedsim-scripts")
         ns, name = cm_ref.split("/", 1)
         manifest = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": ns}, "data": {}}
-        if scripts.get("edit"):
+        if scripts.get("policy"):
+            # a policy overlay: the ConfigMap key policy.lua (doc/hot-reload.md, "Policy overlays")
+            manifest["data"]["policy.lua"] = scripts["policy"]
+        elif scripts.get("edit"):
             # the bundled module with textual replacements, as the ConfigMap key <module>.lua
             ed = scripts["edit"]
             src_path = os.path.join(ROOT, "scripts", ed["module"].replace(".", "/") + ".lua")
@@ -194,12 +195,14 @@ def prepare(exp, base, out, rec):
         kubectl("apply", "-f", "-", input=json.dumps(manifest))
         with open(os.path.join(out, "scripts-configmap.yaml"), "w") as f:
             yaml.safe_dump(manifest, f, sort_keys=False)
-        log(f"scripts ConfigMap {cm_ref}: " + ("edit of " + scripts["edit"]["module"] if scripts.get("edit")
+        log(f"scripts ConfigMap {cm_ref}: " + ("policy.lua" if scripts.get("policy") else
+                                               "edit of " + scripts["edit"]["module"] if scripts.get("edit")
                                                else scripts["overlay"]))
         # the revision to wait for: the repo's scripts plus the overlay (off with
         # scripts.waitForRevision: false, e.g. for an operator running other bundled scripts)
         want = scripts_revision(manifest.get("data") or {}) if scripts.get("waitForRevision", True) else None
         rec["scripts"] = {"configMap": cm_ref, "overlay": scripts.get("overlay"), "edit": scripts.get("edit"),
+                          "policy": scripts.get("policy"),
                           "expectedRevision": want}
     sns, sname = exp["_schedinst"]
     dns, dname = exp["_simdep"]

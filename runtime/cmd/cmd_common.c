@@ -7,12 +7,20 @@
 int cmd_scripts_load(const char *prog, const char *dir, int bare, char *buf, size_t buflen,
                      const char **dir_out, struct lk_scriptset **set)
 {
+  return cmd_scripts_load_overlay(prog, dir, bare, NULL, 0, NULL, buf, buflen, dir_out, set);
+}
+
+int cmd_scripts_load_overlay(const char *prog, const char *dir, int bare,
+                             const struct lk_overlay_entry *ov, size_t nov, const char *origin,
+                             char *buf, size_t buflen, const char **dir_out,
+                             struct lk_scriptset **set)
+{
   char err[1024];
   if (!dir && !(dir = lk_scriptset_default_dir(buf, buflen))) {
     fprintf(stderr, "%s: no scripts beside the binary; use --scripts DIR\n", prog);
     return -1;
   }
-  if (lk_scriptset_load(dir, NULL, 0, NULL, set, err, sizeof(err)) != 0) {
+  if (lk_scriptset_load(dir, ov, nov, origin, set, err, sizeof(err)) != 0) {
     if (bare)
       fprintf(stderr, "%s\n", err);
     else

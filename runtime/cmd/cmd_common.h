@@ -23,6 +23,14 @@
 int cmd_scripts_load(const char *prog, const char *dir, int bare, char *buf, size_t buflen,
                      const char **dir_out, struct lk_scriptset **set);
 
+/* cmd_scripts_load with an overlay applied (lk_scriptset_load: module keys
+ * and "<folder>.fixtures.<name>.yaml" fixture files; origin names it in
+ * messages, e.g. "configmap"). ov may be NULL when nov is 0; it is copied. */
+int cmd_scripts_load_overlay(const char *prog, const char *dir, int bare,
+                             const struct lk_overlay_entry *ov, size_t nov, const char *origin,
+                             char *buf, size_t buflen, const char **dir_out,
+                             struct lk_scriptset **set);
+
 /* Starts the engine on set with the default sandbox settings; the engine
  * takes set, also on failure (lk_engine_new). The script set's problems
  * (a module that does not compile, a bad controllers.lua) are printed on

@@ -217,15 +217,24 @@ static void default_cr(json_t *cr)
     json_object_set_new(md, "generation", json_integer(1));
 }
 
-int lk_fixture_run(struct lk_engine *e, const char *path, const json_t *doc,
-                   struct lk_messages *fails, json_t **result)
+/* "<file>: <case name>", the prefix of every message about a case. */
+static void case_label(char *label, size_t len, const char *file, const json_t *doc)
+{
+  const char *name = json_string_value(json_object_get(doc, "name"));
+  snprintf(label, len, "%s: %s", file, name ? name : "(case without a name)");
+}
+
+/* lk_fixture_run with the file named `file` in messages (an overlay fixture
+ * is named by its origin) while input_path is resolved against `path`. */
+static int run_case(struct lk_engine *e, const char *path, const char *file, const json_t *doc,
+                    struct lk_messages *fails, json_t **result)
 {
   static const char *const fields[] = {"name",  "controller", "now",      "without_kinds", "grants",
                                        "input", "input_path", "observed", "expect",        NULL};
   if (result) *result = NULL;
   const char *name = json_string_value(json_object_get(doc, "name"));
   char label[300];
-  snprintf(label, sizeof(label), "%s: %s", path, name ? name : "(case without a name)");
+  case_label(label, sizeof(label), file, doc);
   if (!json_is_object(doc)) {
     lk_messages_add(fails, "%s: a case must be a mapping", label);
     return 1;
@@ -368,11 +377,96 @@ int lk_fixture_run(struct lk_engine *e, const char *path, const json_t *doc,
   return failed;
 }
 
+int lk_fixture_run(struct lk_engine *e, const char *path, const json_t *doc,
+                   struct lk_messages *fails, json_t **result)
+{
+  return run_case(e, path, path, doc, fails, result);
+}
+
+/* {====================================================================
+ * Grouping: one message per distinct failure
+ * ===================================================================== */
+
+struct group {
+  char *detail;     /* the message without "<file>: <case name>: " */
+  char *first;      /* the first whole message */
+  char *file;       /* the first case's file */
+  size_t n, nfiles; /* cases with this detail, and whether they span files */
+};
+
+struct groups {
+  struct group *v;
+  size_t n;
+};
+
+static void group_add(struct groups *g, const char *file, const char *label, const char *msg)
+{
+  size_t ll = strlen(label);
+  const char *detail = !strncmp(msg, label, ll) && !strncmp(msg + ll, ": ", 2) ? msg + ll + 2 : msg;
+  for (size_t i = 0; i < g->n; i++)
+    if (!strcmp(g->v[i].detail, detail)) {
+      if (g->v[i].n++ && strcmp(g->v[i].file, file)) g->v[i].nfiles = 2;
+      return;
+    }
+  struct group *v = realloc(g->v, (g->n + 1) * sizeof(*v));
+  if (!v) return;
+  g->v = v;
+  g->v[g->n++] = (struct group){strdup(detail), strdup(msg), strdup(file), 1, 1};
+}
+
+/* Adds the groups to fails: a failure of one case as it was, a failure
+ * shared by several as "<file, or its folder + /\*.yaml>: <n> fixture cases:
+ * <detail>". */
+static void group_flush(struct groups *g, struct lk_messages *fails)
+{
+  for (size_t i = 0; i < g->n; i++) {
+    struct group *x = &g->v[i];
+    if (x->detail && x->first && x->file) {
+      if (x->n == 1) {
+        lk_messages_add(fails, "%s", x->first);
+      } else {
+        const char *slash = x->nfiles > 1 ? strrchr(x->file, '/') : NULL;
+        lk_messages_add(fails, "%.*s%s: %zu fixture cases: %s",
+                        slash ? (int)(slash - x->file) : (int)strlen(x->file), x->file,
+                        slash ? "/*.yaml" : "", x->n, x->detail);
+      }
+    }
+    free(x->detail), free(x->first), free(x->file);
+  }
+  free(g->v);
+  *g = (struct groups){0};
+}
+
+/* }==================================================================== */
+
+/* Runs the cases of one fixture file (docs), counting them per controller. */
+static void run_file(struct lk_engine *e, const char *path, const char *file, json_t *docs,
+                     struct groups *g, size_t *per, size_t *ncases, size_t *nfailed)
+{
+  size_t i;
+  json_t *doc;
+  json_array_foreach(docs, i, doc)
+  {
+    struct lk_messages one = {0};
+    char label[300];
+    (*ncases)++;
+    if (run_case(e, path, file, doc, &one, NULL) != 0) (*nfailed)++;
+    case_label(label, sizeof(label), file, doc);
+    for (size_t k = 0; k < one.n; k++)
+      group_add(g, file, label, one.v[k]);
+    lk_messages_free(&one);
+    const char *cname = json_string_value(json_object_get(doc, "controller"));
+    for (size_t k = 0; cname && per && k < e->ncontrollers; k++)
+      if (!strcmp(e->controllers[k].name, cname)) per[k]++;
+  }
+}
+
 void lk_fixture_run_all(struct lk_engine *e, struct lk_messages *fails, size_t *ncases,
                         size_t *nfailed)
 {
   *ncases = *nfailed = 0;
   size_t *per = calloc(e->ncontrollers + 1, sizeof(*per));
+  struct groups g = {0};
   for (size_t f = 0; f < e->set->nfixtures; f++) {
     char path[2 * PATH_MAX], err[600];
     snprintf(path, sizeof(path), "%s/%s", e->set->dir, e->set->fixtures[f]);
@@ -382,18 +476,23 @@ void lk_fixture_run_all(struct lk_engine *e, struct lk_messages *fails, size_t *
       (*nfailed)++;
       continue;
     }
-    size_t i;
-    json_t *doc;
-    json_array_foreach(docs, i, doc)
-    {
-      (*ncases)++;
-      if (lk_fixture_run(e, path, doc, fails, NULL) != 0) (*nfailed)++;
-      const char *cname = json_string_value(json_object_get(doc, "controller"));
-      for (size_t k = 0; cname && per && k < e->ncontrollers; k++)
-        if (!strcmp(e->controllers[k].name, cname)) per[k]++;
-    }
+    run_file(e, path, path, docs, &g, per, ncases, nfailed);
     json_decref(docs);
   }
+  for (size_t f = 0; f < e->set->nofixtures; f++) {
+    const struct lk_overlay_fixture *o = &e->set->ofixtures[f];
+    char path[2 * PATH_MAX], err[600];
+    snprintf(path, sizeof(path), "%s/%s", e->set->dir ? e->set->dir : ".", o->rel);
+    json_t *docs = k8s_yaml_load(o->text, o->len, o->origin, err, sizeof(err));
+    if (!docs) {
+      lk_messages_add(fails, "%s", err);
+      (*nfailed)++;
+      continue;
+    }
+    run_file(e, path, o->origin, docs, &g, per, ncases, nfailed);
+    json_decref(docs);
+  }
+  group_flush(&g, fails);
   for (size_t k = 0; per && k < e->ncontrollers; k++)
     if (e->controllers[k].valid && per[k] == 0) {
       lk_messages_add(fails, "%s: controller %s has no fixture case (add <folder>/fixtures/*.yaml)",

@@ -30,9 +30,12 @@ json_t *lk_fixture_load(const char *path, char *err, size_t errlen);
 int lk_fixture_run(struct lk_engine *e, const char *path, const json_t *doc,
                    struct lk_messages *fails, json_t **result);
 
-/* Runs every case of every fixture file of e's script set, adding failures
- * to fails; the counts go to *ncases and *nfailed. Also fails when a
- * controller with a valid reconciler has no case. */
+/* Runs every case of every fixture file of e's script set (the directory's,
+ * then the overlay's, named by their origin "configmap:<key>"), adding
+ * failures to fails; the counts go to *ncases and *nfailed. A failure shared
+ * by several cases is one message, "<file, or its folder>: <n> fixture
+ * cases: <message>", so one typo does not print one line per case. Also
+ * fails when a controller with a valid reconciler has no case. */
 void lk_fixture_run_all(struct lk_engine *e, struct lk_messages *fails, size_t *ncases,
                         size_t *nfailed);
 

@@ -233,13 +233,25 @@ static const char *shown(const struct k8s_reload *r, const char *m)
   return !strncmp(m, r->dir, dl) && m[dl] == '/' ? m + dl + 1 : m;
 }
 
+/* How many fixture cases a problem stands for: n for a grouped
+ * "<file>: <n> fixture cases: <message>" (fixture.h), else 1. */
+static size_t cases_of(const char *m)
+{
+  const char *p = strstr(m, " fixture cases: ");
+  if (!p) return 1;
+  const char *q = p;
+  while (q > m && q[-1] >= '0' && q[-1] <= '9')
+    q--;
+  return q < p && q >= m + 2 && q[-1] == ' ' && q[-2] == ':' ? strtoul(q, NULL, 10) : 1;
+}
+
 static void refuse(struct k8s_reload *r, struct job *j)
 {
   const char *lv[] = {"refused"};
   k8s_metric_inc(r->reloads, lv);
   size_t nshown = 0, nskipped = 0;
   for (size_t i = 0; i < j->msgs.n; i++)
-    shown(r, j->msgs.v[i]) ? nshown++ : nskipped++;
+    shown(r, j->msgs.v[i]) ? nshown++ : (nskipped += cases_of(j->msgs.v[i]));
   char count[16], skipped[16];
   snprintf(count, sizeof(count), "%zu", nshown);
   snprintf(skipped, sizeof(skipped), "%zu", nskipped);

@@ -6,7 +6,8 @@
  * k8s module table (luaopen_k8s).
  *
  * Registry layout (all refs kept in struct lk_sandbox):
- *   chunks     module name -> compiled main chunk (a Lua function, 1 upvalue _ENV)
+ *   chunks     module name -> compiled main chunk (a Lua function, 1 upvalue _ENV),
+ *              or the compile error of a module that did not compile (a string)
  *   base       allow-listed functions; __index of every environment (read-only:
  *              no script can reach it, the environment metatable is protected)
  *   proxies    library name -> metatable of its per-call proxy: { __index =
@@ -332,7 +333,10 @@ static int sb_require(lua_State *L)
   }
   struct lk_sandbox *sb = lk_sandbox_of(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, sb->chunks_ref);
-  if (lua_getfield(L, 2, name) != LUA_TFUNCTION)
+  int t = lua_getfield(L, 2, name);
+  if (t == LUA_TSTRING) /* the module is in the set but did not compile */
+    return luaL_error(L, "module '%s' does not compile: %s", name, lua_tostring(L, -1));
+  if (t != LUA_TFUNCTION)
     return luaL_error(L,
                       "module '%s' not found: require loads only Lua modules of the script "
                       "set (no C modules)",
@@ -722,6 +726,11 @@ int lk_sandbox_add_module(struct lk_sandbox *sb, const char *name, const char *p
   sb->headroom--;
   if (st != LUA_OK) {
     lk_error_set(err, st == LUA_ERRMEM ? LK_ERR_MEMORY : LK_ERR_SYNTAX, "%s", lua_tostring(L, -1));
+    if (st != LUA_ERRMEM) { /* remembered, so a require says why, not "not found" */
+      lua_rawgeti(L, LUA_REGISTRYINDEX, sb->chunks_ref);
+      lua_insert(L, -2);
+      lua_setfield(L, -2, name);
+    }
     lua_pop(L, 1);
     return -1;
   }

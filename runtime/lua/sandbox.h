@@ -93,7 +93,8 @@ struct lk_sandbox *lk_sandbox_of(lua_State *L);
 
 /* Compiles source (text mode only) as module name, chunk name "@path", and
  * keeps it for require. On a syntax error returns -1 and fills err
- * ("path:line: message"). */
+ * ("path:line: message"); a later require of name then raises "module
+ * 'name' does not compile: <that message>" instead of "not found". */
 int lk_sandbox_add_module(struct lk_sandbox *sb, const char *name, const char *path,
                           const char *source, size_t len, struct lk_error *err);
 

@@ -55,6 +55,21 @@ int lk_module_name_from_key(const char *key, char *out, size_t outlen)
   return valid_module_name(out) ? 0 : -1;
 }
 
+int lk_fixture_path_from_key(const char *key, char *out, size_t outlen)
+{
+  const char *mid = strstr(key, ".fixtures.");
+  if (!mid || !valid_component(key, (size_t)(mid - key))) return -1;
+  const char *name = mid + 10;
+  size_t n = strlen(name), ext = 0;
+  if (n > 5 && !strcmp(name + n - 5, ".yaml"))
+    ext = 5;
+  else if (n > 4 && !strcmp(name + n - 4, ".yml"))
+    ext = 4;
+  if (!ext || !valid_component(name, n - ext)) return -1;
+  int w = snprintf(out, outlen, "%.*s/fixtures/%s", (int)(mid - key), key, name);
+  return w < 0 || (size_t)w >= outlen ? -1 : 0;
+}
+
 /* }==================================================================== */
 
 /* {====================================================================
@@ -223,14 +238,53 @@ static void free_module(struct lk_module *m)
   free(m->source);
 }
 
-/* Replaces or adds one overlay module. */
+/* Adds one overlay fixture file; a directory file of the same path is dropped. */
+static int add_overlay_fixture(struct collect *c, const struct lk_overlay_entry *e, const char *rel,
+                               const char *origin)
+{
+  struct lk_scriptset *set = c->set;
+  struct lk_overlay_fixture *f =
+      realloc(set->ofixtures, (set->nofixtures + 1) * sizeof(*set->ofixtures));
+  if (!f) goto oom;
+  set->ofixtures = f;
+  f = &set->ofixtures[set->nofixtures];
+  *f = (struct lk_overlay_fixture){0};
+  f->rel = strdup(rel);
+  f->text = malloc(e->len + 1);
+  if (asprintf(&f->origin, "%s:%s", origin ? origin : "overlay", e->key) < 0) f->origin = NULL;
+  if (!f->rel || !f->text || !f->origin) {
+    free(f->rel), free(f->text), free(f->origin);
+    goto oom;
+  }
+  memcpy(f->text, e->source, e->len);
+  f->text[e->len] = '\0';
+  f->len = e->len;
+  set->nofixtures++;
+  for (size_t i = 0; i < set->nfixtures; i++)
+    if (!strcmp(set->fixtures[i], rel)) {
+      free(set->fixtures[i]);
+      memmove(&set->fixtures[i], &set->fixtures[i + 1], (set->nfixtures - i - 1) * sizeof(char *));
+      set->nfixtures--;
+      set->nreplaced++;
+      break;
+    }
+  return 0;
+oom:
+  snprintf(c->err, c->errlen, "out of memory");
+  return -1;
+}
+
+/* Replaces or adds one overlay module (or fixture file). */
 static int apply_overlay(struct collect *c, const struct lk_overlay_entry *e, const char *origin)
 {
   char name[512];
+  if (lk_fixture_path_from_key(e->key, name, sizeof(name)) == 0)
+    return add_overlay_fixture(c, e, name, origin);
   if (lk_module_name_from_key(e->key, name, sizeof(name)) != 0) {
     if (!valid_module_name(e->key) || strlen(e->key) >= sizeof(name)) {
       snprintf(c->err, c->errlen,
-               "%s%s%s: not a module key (expected <module>.lua, components [A-Za-z0-9_-]+)",
+               "%s%s%s: not a module key (expected <module>.lua, components [A-Za-z0-9_-]+, or "
+               "<folder>.fixtures.<name>.yaml)",
                origin ? origin : "", origin ? ": " : "", e->key);
       return -1;
     }
@@ -321,6 +375,12 @@ void lk_scriptset_free(struct lk_scriptset *set)
     free_module(&set->mods[i]);
   for (size_t i = 0; i < set->nfixtures; i++)
     free(set->fixtures[i]);
+  for (size_t i = 0; i < set->nofixtures; i++) {
+    free(set->ofixtures[i].rel);
+    free(set->ofixtures[i].origin);
+    free(set->ofixtures[i].text);
+  }
+  free(set->ofixtures);
   free(set->mods);
   free(set->fixtures);
   free(set->dir);

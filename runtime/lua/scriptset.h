@@ -9,6 +9,12 @@
  * skips "_meta/" (LuaCATS stubs) and hidden entries, and collects
  * "<folder>/fixtures/<case>.yaml" as fixture files.
  *
+ * An overlay key "<folder>.fixtures.<name>.yaml" (or .yml) is a fixture file,
+ * not a module: it stands for "<folder>/fixtures/<name>.yaml", replacing the
+ * directory's file of that path or adding one (doc/hot-reload.md, "Fixtures
+ * in the overlay"). Its cases run with the directory's (input_path is
+ * relative to "<dir>/<folder>/fixtures").
+ *
  * The revision ("sha256:<hex>") hashes every module of the effective set
  * (after the overlay) in name order: name, NUL, source length, NUL, source.
  * Fixtures are not part of it: they do not change what a reconcile does.
@@ -35,12 +41,23 @@ struct lk_overlay_entry {
   size_t len;
 };
 
+/* A fixture file from the overlay. */
+struct lk_overlay_fixture {
+  char *rel;    /* "schedulerinstall/fixtures/route-by-label.yaml" */
+  char *origin; /* chunk-style name: "configmap:schedulerinstall.fixtures.route-by-label.yaml" */
+  char *text;   /* NUL-terminated */
+  size_t len;
+};
+
 struct lk_scriptset {
   char *dir;              /* absolute or as given; NULL for an overlay-only set */
   struct lk_module *mods; /* sorted by name */
   size_t nmods;
-  char **fixtures; /* paths relative to dir, sorted */
+  char **fixtures; /* paths relative to dir, sorted; without those the overlay replaces */
   size_t nfixtures;
+  struct lk_overlay_fixture *ofixtures; /* from the overlay, in key order */
+  size_t nofixtures;
+  size_t nreplaced;  /* directory fixture files an overlay fixture replaced */
   char revision[80]; /* "sha256:<64 hex>" */
   size_t bytes;      /* total source bytes */
 };
@@ -55,6 +72,11 @@ void lk_scriptset_free(struct lk_scriptset *set);
 
 /* The module named name (or name.init), or NULL. */
 const struct lk_module *lk_scriptset_find(const struct lk_scriptset *set, const char *name);
+
+/* Fixture path for a ConfigMap key: "<folder>.fixtures.<name>.yaml" (or
+ * .yml) -> "<folder>/fixtures/<name>.yaml". Returns 0, or -1 when the key is
+ * not of that shape (components [A-Za-z0-9_-]+). */
+int lk_fixture_path_from_key(const char *key, char *out, size_t outlen);
 
 /* Module name for a ConfigMap key: "a.b.lua" -> "a.b". Returns 0, or -1 when
  * the key is not "<name>.lua" with valid components. */

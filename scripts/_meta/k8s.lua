@@ -18,6 +18,7 @@
 ---@field metadata table
 ---@field spec table|nil
 ---@field status table|nil
+---@field [string] any              other top-level fields (data, rules, endpoints, …)
 
 ---@class k8s.Observed
 ---@field children table<string, table<string, k8s.Object>>  ["Kind.apiVersion"]["ns/name"]

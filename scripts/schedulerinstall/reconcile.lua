@@ -12,15 +12,18 @@
 --   backend namespace    ReferenceGrant when the route crosses namespaces
 --   simulator namespace  proxy Service, its DestinationRule (istio)
 --
--- The routing policy lives in schedulerinstall.routing, the EPP profiles in
--- schedulerinstall.profiles, the version tables in schedulerinstall.versions.
+-- The routing policy's knobs live in schedulerinstall.routing (applied by
+-- schedulerinstall.route), everything EPP (profiles, version rows, RBAC,
+-- probes) in lib.epp, the simulator version table in schedulerinstall.versions;
+-- a policy overlay (scripts/policy.lua) patches the knobs.
 local conditions = require("lib.conditions")
 local labels = require("lib.labels")
 local names = require("lib.names")
 local obj = require("lib.obj")
 local argslib = require("lib.args")
 local routing = require("schedulerinstall.routing")
-local profiles = require("schedulerinstall.profiles")
+local routes = require("schedulerinstall.route")
+local epp = require("lib.epp")
 local versions = require("schedulerinstall.versions")
 
 local M = {}
@@ -37,6 +40,8 @@ M.GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
 M.DEFAULT_POOL = "gaie-inference-scheduling"
 M.DEFAULT_GATEWAY = "infra-inference-scheduling-inference-gateway"
 M.EF_CLUSTER = "epp-cluster"
+M.EPP_CONFIG_KEY = "epp-config.yaml" -- key of ConfigMap <epp.name>-config
+M.EPP_CONFIG_DIR = "/etc/epp"        -- where the EPP container mounts it
 
 local dig, default, array = obj.dig, obj.default, obj.array
 
@@ -103,7 +108,7 @@ function M.resolve(cr)
     enabled = dig(e, "enabled") == true,
     name = str_default(dig(e, "name"), "gaie-inference-scheduling-epp"),
     replicas = default(dig(e, "replicas"), 1),
-    image = str_default(dig(e, "image"), "ghcr.io/llm-d/llm-d-inference-scheduler:v0.4.0"),
+    image = str_default(dig(e, "image"), epp.knobs.image),
     port = epp_port,
     health_port = default(dig(e, "healthPort"), epp_port + 1),
     metrics_port = default(dig(e, "metricsPort"), 9090),
@@ -112,13 +117,13 @@ function M.resolve(cr)
     args = default(dig(e, "args"), {}),
     pool_name = str_default(dig(e, "poolName"), M.DEFAULT_POOL),
     pool_namespace = str_default(dig(e, "poolNamespace"), s.sim_ns),
-    profile = str_default(dig(e, "configProfile"), "default"),
+    profile = str_default(dig(e, "configProfile"), epp.knobs.default_profile),
     resources = obj.resources(dig(e, "resources")),
   }
-  -- profiles are data (schedulerinstall/profiles.lua, overlayable): the CRD
+  -- profiles are data (lib/epp.lua, patched by a policy overlay): the CRD
   -- takes any name, an unknown one is refused here naming the field
   if s.epp.enabled then
-    local _, perr = profiles.config(s.epp.profile)
+    local _, perr = epp.config(s.epp.profile)
     if perr then k8s.terminal(perr) end
   end
   if s.epp.health_port == s.epp.port then
@@ -281,15 +286,15 @@ local function epp_children(s, cr, row, p, kv_metric, add)
   local e = s.epp
   local std = labels.standard(cr, "epp")
   local config_name = e.name .. "-config"
-  local text = assert(profiles.render(e.profile))
+  local text = assert(epp.render(e.profile))
 
   add({ apiVersion = "v1", kind = "ServiceAccount", metadata = meta(e.name, s.sched_ns, std) })
   add({ apiVersion = "v1", kind = "ConfigMap", metadata = meta(config_name, s.sched_ns, std),
-    data = { [profiles.config_key] = text } })
+    data = { [M.EPP_CONFIG_KEY] = text } })
 
   local user_args = {}
   local rejected = {}
-  for _, bad in ipairs(versions.rejected_args(row, e.args)) do rejected[bad] = true end
+  for _, bad in ipairs(epp.rejected_args(row, e.args)) do rejected[bad] = true end
   -- a dropped flag takes its value along: "--flag value" as well as "--flag=value"
   local skip = false
   for _, a in ipairs(e.args) do
@@ -304,14 +309,14 @@ local function epp_children(s, cr, row, p, kv_metric, add)
     end
     ::continue::
   end
-  local argv = versions.epp_args(row, {
+  local argv = epp.args(row, {
     pool_name = e.pool_name, pool_namespace = e.pool_namespace, pool_group = p.group,
-    config_file = profiles.mount_path .. "/" .. profiles.config_key, kv_metric = kv_metric,
+    config_file = M.EPP_CONFIG_DIR .. "/" .. M.EPP_CONFIG_KEY, kv_metric = kv_metric,
     secure = e.secure, port = e.port, health_port = e.health_port, metrics_port = e.metrics_port,
     verbosity = e.verbosity, replicas = e.replicas,
   })
   for _, a in ipairs(user_args) do argv[#argv + 1] = a end
-  local probes = versions.epp_probes(row, e.health_port, e.replicas)
+  local probes = epp.probes(row, e.health_port, e.replicas, "tcp")
   local sel = epp_labels(s, cr)
   local pod_labels = labels.pod(sel, "epp", { ["sidecar.istio.io/inject"] = "false" })
 
@@ -344,7 +349,7 @@ local function epp_children(s, cr, row, p, kv_metric, add)
             }),
             livenessProbe = probes.livenessProbe,
             readinessProbe = probes.readinessProbe,
-            volumeMounts = array({ { name = "epp-config", mountPath = profiles.mount_path } }),
+            volumeMounts = array({ { name = "epp-config", mountPath = M.EPP_CONFIG_DIR } }),
             resources = e.resources,
           } }),
           volumes = array({ { name = "epp-config", configMap = { name = config_name } } }),
@@ -366,26 +371,15 @@ local function epp_children(s, cr, row, p, kv_metric, add)
 
   -- RBAC in the pool's namespace, bound only to the Role created here
   local rbac_labels = labels.standard(cr, "epp-rbac")
-  local rules = {}
-  local row_rules = row.rules
-  if e.replicas > 1 and row.ha then
-    -- leader election among the replicas (--ha-enable-leader-election) needs
-    -- the Lease of the pool namespace
-    row_rules = copy_map(row.rules)
-    row_rules[#row_rules + 1] = versions.HA_LEASE_RULE
-  end
-  for _, r in ipairs(row_rules) do
-    rules[#rules + 1] = { apiGroups = array(copy_map(r.apiGroups)), resources = array(copy_map(r.resources)),
-      verbs = array(copy_map(r.verbs)) }
-  end
+  -- (with leader election among the replicas, the Lease of the pool namespace)
   add({ apiVersion = "rbac.authorization.k8s.io/v1", kind = "Role",
-    metadata = meta(e.name, e.pool_namespace, rbac_labels), rules = array(rules) })
+    metadata = meta(e.name, e.pool_namespace, rbac_labels), rules = epp.rules(row, e.replicas, "row") })
   add({ apiVersion = "rbac.authorization.k8s.io/v1", kind = "RoleBinding",
     metadata = meta(e.name, e.pool_namespace, rbac_labels),
     roleRef = { apiGroup = "rbac.authorization.k8s.io", kind = "Role", name = e.name },
     subjects = array({ { kind = "ServiceAccount", name = e.name, namespace = s.sched_ns } }) })
 
-  return { argv = argv, rejected = versions.rejected_args(row, e.args), user_args = user_args }
+  return { argv = argv, rejected = epp.rejected_args(row, e.args), user_args = user_args }
 end
 
 local function managed_pool(s, cr, p, add)
@@ -562,6 +556,15 @@ end
 
 -- --------------------------------------------------------------- reconcile
 
+--- The reconcile entry point (doc/architecture.md, "The reconcile contract"):
+--- the desired children in every namespace the CR reaches and the status.
+--- The routing decision is the policy's (schedulerinstall.routing knobs,
+--- applied by schedulerinstall.route to the RoutingFacts gathered here).
+--- Raises k8s.terminal for a spec no reconcile can fix (Ready=False InvalidSpec).
+--- @param cr k8s.Object      the SchedulerInstall as the cache holds it
+--- @param observed k8s.Observed  the children the runtime found (owner label)
+--- @param ctx k8s.Ctx|nil
+--- @return k8s.Result
 function M.reconcile(cr, observed, ctx)
   if ctx and ctx.finalizing then return { finalized = true } end
   local s = M.resolve(cr)
@@ -577,15 +580,14 @@ function M.reconcile(cr, observed, ctx)
   local is_istio = s.gateway.class == "istio"
 
   -- versions
-  local row = versions.epp_for(s.epp.image)
+  local row = epp.epp_for(s.epp.image)
   local sim_image, sim_source = simulator_image(s)
   local kv_metric, sim_version = versions.sim_kv_metric(sim_image)
 
-  -- the pool and the routing decision: the routed pool when the route wants
-  -- one, else the EPP's pool
-  local routed = s.routing.enabled and s.routing.backend_type == "InferencePool"
-  local p = routed and pool_facts(s, s.pool.name, s.pool.namespace)
-    or pool_facts(s, s.epp.pool_name, s.epp.pool_namespace)
+  -- the routing decision: the policy picks the backend from the facts
+  -- without the pool, then the pool of the route (when it uses one, else the
+  -- EPP's pool) is looked up and checked
+  ---@type RoutingFacts
   local facts = {
     -- the CR as the policy may read it (a copy: the policy cannot change it)
     cr = { metadata = { name = cr.metadata.name, namespace = cr.metadata.namespace,
@@ -602,10 +604,18 @@ function M.reconcile(cr, observed, ctx)
     serving_port_field = s.serving_port_field,
     epp = { enabled = s.epp.enabled, pool_name = s.epp.pool_name, pool_namespace = s.epp.pool_namespace,
       name = s.epp.name, port = s.epp.port },
-    pool = p,
-    pool_applies = routed or s.epp.enabled,
   }
-  local d = routing.decide(facts)
+  local backend = routing.backend_type(facts)
+  if backend ~= "Service" and backend ~= "InferencePool" then
+    error(("routing.backend_type returned %s; want \"Service\" or \"InferencePool\""):format(tostring(backend)))
+  end
+  facts.backend_type = backend
+  local routed = s.routing.enabled and backend == "InferencePool"
+  local p = routed and pool_facts(s, s.pool.name, s.pool.namespace)
+    or pool_facts(s, s.epp.pool_name, s.epp.pool_namespace)
+  facts.pool = p
+  facts.pool_applies = routed or s.epp.enabled
+  local d = routes.decide(facts)
 
   -- scheduler namespace: the EPP
   if s.epp.enabled then
@@ -709,7 +719,7 @@ function M.reconcile(cr, observed, ctx)
         end
       end
       local route = names.observed_child(observed, M.GATEWAY_API, "HTTPRoute", s.sched_ns, s.routing.route_name)
-      local rc = routing.route_condition(route, s.routing.parent, d.ref, route_key)
+      local rc = routes.route_condition(route, s.routing.parent, d.ref, route_key)
       set_later("RouteAccepted", rc.status, rc.reason, rc.message)
     end
   end

@@ -25,6 +25,7 @@ local names = require("lib.names")
 local obj = require("lib.obj")
 local args = require("lib.args")
 local versions = require("simulatordeployment.versions")
+local epp = require("lib.epp")
 
 local M = {}
 
@@ -172,15 +173,15 @@ function M.normalize(cr)
       default(dig(lb, "connectionPool", "maxRequestsPerConnection"), 1), 0),
   }
 
-  local epp = default(spec.epp, {})
-  s.epp = { enabled = epp.enabled == true }
+  local epp_spec = default(spec.epp, {})
+  s.epp = { enabled = epp_spec.enabled == true }
   if s.epp.enabled then
-    s.epp.replicas = c.int("spec.epp.replicas", default(epp.replicas, 1), 1)
-    s.epp.image = c.str("spec.epp.image", default(epp.image, versions.EPP_IMAGE))
-    s.epp.port = c.int("spec.epp.port", default(epp.port, 9002), 1, 65534)
-    s.epp.verbosity = c.int("spec.epp.verbosity", default(epp.verbosity, 1), 0)
-    s.epp.args = c.list("spec.epp.args", epp.args)
-    s.epp.resources = epp.resources
+    s.epp.replicas = c.int("spec.epp.replicas", default(epp_spec.replicas, 1), 1)
+    s.epp.image = c.str("spec.epp.image", default(epp_spec.image, epp.knobs.image))
+    s.epp.port = c.int("spec.epp.port", default(epp_spec.port, 9002), 1, 65534)
+    s.epp.verbosity = c.int("spec.epp.verbosity", default(epp_spec.verbosity, 1), 0)
+    s.epp.args = c.list("spec.epp.args", epp_spec.args)
+    s.epp.resources = epp_spec.resources
     if s.epp.port and (s.epp.port == M.EPP_METRICS_PORT or s.epp.port + 1 == M.EPP_METRICS_PORT) then
       c.add(string.format("spec.epp.port: %d and its health port %d must not use the metrics port %d",
         s.epp.port, s.epp.port + 1, M.EPP_METRICS_PORT))
@@ -270,7 +271,7 @@ local EPP_BOOLEANS = { ["secure-serving"] = true, tracing = true, ["ha-enable-le
 --- user's args.
 local function epp_args(s, c)
   local e = s.epp
-  local traits = versions.epp(e.image)
+  local row = epp.epp_for(e.image)
   local gen = {
     { flag = "pool-name", value = M.POOL_NAME },
     { flag = "pool-namespace", value = s.namespace },
@@ -278,12 +279,12 @@ local function epp_args(s, c)
     { flag = "zap-encoder", value = "json" },
     { flag = "config-file", value = "/config/default-plugins.yaml" },
   }
-  if traits.metric_flags then
+  if row.metric_flags == "accepted" then
     local sim_image = s.legacy and s.image or s.stages[#s.stages].image
     gen[#gen + 1] = { flag = "kv-cache-usage-percentage-metric", value = versions.sim(sim_image).kv_metric }
   else
     for _, p in ipairs(args.parse(e.args, EPP_BOOLEANS)) do
-      if versions.EPP_METRIC_FLAGS[p.name] then
+      if epp.METRIC_FLAG_NAMES[p.name] then
         c.add(string.format("spec.epp.args: %q is refused by EPP image %s (llm-d-inference-scheduler >= v0.7 "
           .. "configures metrics in the EndpointPickerConfig); remove it", p.raw, e.image))
       end
@@ -297,7 +298,7 @@ local function epp_args(s, c)
     { flag = "secure-serving", value = "false", equals = true },
     { flag = "tracing", value = "false", equals = true },
   }) do gen[#gen + 1] = g end
-  if traits.metrics_auth_flag then
+  if row.metrics_auth_flag then
     gen[#gen + 1] = { flag = "metrics-endpoint-auth", value = "false", equals = true }
   end
   if e.replicas > 1 then gen[#gen + 1] = { flag = "ha-enable-leader-election" } end
@@ -412,58 +413,16 @@ local function serving_ports(s)
   return out
 end
 
---- EndpointPickerConfig: P/D profiles when prefill is enabled, else a single
---- decode profile (the reference operator's plugin set).
-function M.epp_config(s)
-  local pd = false
-  for _, st in ipairs(s.stages) do if st.stage == "prefill" then pd = true end end
-  local A = obj.array
-  local prefix = { type = "prefix-cache-scorer",
-                   parameters = { hashBlockSize = 5, maxPrefixBlocksToMatch = 256, lruCapacityPerServer = 31250 } }
-  local cfg = { apiVersion = "inference.networking.x-k8s.io/v1alpha1", kind = "EndpointPickerConfig" }
-  if pd then
-    cfg.plugins = A({
-      { type = "prefill-header-handler" }, { type = "prefill-filter" }, { type = "decode-filter" },
-      prefix, { type = "max-score-picker" },
-      { type = "pd-profile-handler", parameters = { threshold = 10, hashBlockSize = 5 } },
-    })
-    cfg.schedulingProfiles = A({
-      { name = "prefill", plugins = A({ { pluginRef = "prefill-filter" }, { pluginRef = "max-score-picker" },
-                                        { pluginRef = "prefix-cache-scorer", weight = 2 } }) },
-      { name = "decode", plugins = A({ { pluginRef = "decode-filter" }, { pluginRef = "max-score-picker" },
-                                       { pluginRef = "prefix-cache-scorer", weight = 2 } }) },
-    })
-  else
-    cfg.plugins = A({
-      { type = "load-aware-scorer" }, prefix, { type = "kv-cache-utilization-scorer" },
-      { type = "decode-filter" }, { type = "max-score-picker" }, { type = "single-profile-handler" },
-    })
-    cfg.schedulingProfiles = A({
-      { name = "default", plugins = A({
-        { pluginRef = "decode-filter" }, { pluginRef = "max-score-picker" },
-        { pluginRef = "load-aware-scorer", weight = 1 }, { pluginRef = "prefix-cache-scorer", weight = 2 },
-        { pluginRef = "kv-cache-utilization-scorer", weight = 1 } }) },
-    })
+--- The EPP's profile: lib/epp.lua's `pd_profile` when prefill is enabled,
+--- else its `default_profile` (the reference operator's plugin sets; a
+--- policy overlay patches both).
+--- @param s table normalised spec
+--- @return string
+function M.epp_profile(s)
+  for _, st in ipairs(s.stages) do
+    if st.stage == "prefill" then return epp.knobs.pd_profile end
   end
-  return cfg
-end
-
---- RBAC rules of the EPP Role (namespaced: pods, both InferencePool groups,
---- InferenceObjective / InferenceModelRewrite, leases with leader election).
-function M.epp_rules(s)
-  local A = obj.array
-  local read = A({ "get", "list", "watch" })
-  local rules = {
-    { apiGroups = A({ "" }), resources = A({ "pods" }), verbs = read },
-    { apiGroups = A({ "inference.networking.k8s.io" }), resources = A({ "inferencepools" }), verbs = read },
-    { apiGroups = A({ "inference.networking.x-k8s.io" }),
-      resources = A({ "inferencepools", "inferenceobjectives", "inferencemodelrewrites" }), verbs = read },
-  }
-  if s.epp.replicas > 1 then
-    rules[#rules + 1] = { apiGroups = A({ "coordination.k8s.io" }), resources = A({ "leases" }),
-                          verbs = A({ "get", "list", "watch", "create", "update", "patch" }) }
-  end
-  return A(rules)
+  return epp.knobs.default_profile
 end
 
 local function epp_children(cr, s, out, pool_served)
@@ -474,18 +433,21 @@ local function epp_children(cr, s, out, pool_served)
   local sa = obj.object("v1", "ServiceAccount", name, ns, meta)
   out[#out + 1] = sa
   local role = obj.object("rbac.authorization.k8s.io/v1", "Role", name, ns, meta)
-  role.rules = M.epp_rules(s)
+  role.rules = epp.rules(epp.epp_for(e.image), e.replicas, "read-only")
   out[#out + 1] = role
   local rb = obj.object("rbac.authorization.k8s.io/v1", "RoleBinding", name, ns, meta)
   rb.roleRef = { apiGroup = "rbac.authorization.k8s.io", kind = "Role", name = name }
   rb.subjects = obj.array({ { kind = "ServiceAccount", name = name, namespace = ns } })
   out[#out + 1] = rb
 
-  local config_text = k8s.yaml.encode(M.epp_config(s))
+  local profile = M.epp_profile(s)
+  local config_text, perr = epp.render(profile, "the EPP profile (lib/epp.lua knobs default_profile, pd_profile)")
+  if not config_text then error(perr) end
   local cm = obj.object("v1", "ConfigMap", name, ns, meta)
   cm.data = { ["default-plugins.yaml"] = config_text }
   out[#out + 1] = cm
 
+  local probes = epp.probes(epp.epp_for(e.image), e.port + 1, e.replicas, "grpc")
   local container = {
     name = "epp", image = e.image, imagePullPolicy = "IfNotPresent",
     args = e.argv,
@@ -497,10 +459,8 @@ local function epp_children(cr, s, out, pool_served)
     -- with leader election only the leader serves "inference-extension"
     -- and "readiness"; "liveness" answers on every replica, so a follower is
     -- not ready but not restarted either
-    livenessProbe = obj.grpc_probe(e.port + 1, e.replicas > 1 and "liveness" or "inference-extension",
-      { initialDelaySeconds = 5, periodSeconds = 10, timeoutSeconds = 1, failureThreshold = 3 }),
-    readinessProbe = obj.grpc_probe(e.port + 1, e.replicas > 1 and "readiness" or "inference-extension",
-      { periodSeconds = 2, timeoutSeconds = 1, failureThreshold = 3 }),
+    livenessProbe = probes.livenessProbe,
+    readinessProbe = probes.readinessProbe,
     resources = obj.resources(e.resources),
     volumeMounts = obj.array({ { name = "plugins-config", mountPath = "/config" } }),
   }
@@ -681,11 +641,13 @@ local function endpoints(s, url)
   return obj.array(out)
 end
 
---- The reconcile entry point (doc/architecture.md, "The reconcile contract").
---- @param cr table
---- @param observed table
---- @param ctx table
---- @return table result
+--- The reconcile entry point (doc/architecture.md, "The reconcile contract"):
+--- the desired children and the status for one SimulatorDeployment. Raises
+--- k8s.terminal for a spec no reconcile can fix (Ready=False InvalidSpec).
+--- @param cr k8s.Object      the SimulatorDeployment as the cache holds it
+--- @param observed k8s.Observed  the children the runtime found (owner label)
+--- @param ctx k8s.Ctx|nil
+--- @return k8s.Result
 function M.reconcile(cr, observed, ctx)
   if ctx and ctx.finalizing then
     return { children = obj.array({}), finalized = true }

@@ -1,15 +1,12 @@
 --- Image → behaviour tables for the images a SimulatorDeployment runs:
---- the llm-d inference simulator (health endpoints, KV-cache metric name)
---- and the EPP (which metric flags it still accepts).
+--- the llm-d inference simulator (health endpoints, KV-cache metric name);
+--- the EPP's are lib/epp.lua, shared with SchedulerInstall.
 --- Sources: doc/configuration.md ("Versions"); llm-d-inference-sim v0.10.2
---- pkg/common/parser.go and pkg/communication/http.go (flags, /health, /health/ready);
---- gateway-api-inference-extension v1.4.0 pkg/epp/server/options.go (metric flags).
+--- pkg/common/parser.go and pkg/communication/http.go (flags, /health, /health/ready).
 local M = {}
 
 --- The pinned upstream simulator image (newest release in the reference table).
 M.SIM_IMAGE = "ghcr.io/llm-d/llm-d-inference-sim:v0.10.2"
---- The EPP image default (the reference operator's; GAIE v1.2 based).
-M.EPP_IMAGE = "ghcr.io/llm-d/llm-d-inference-scheduler:v0.4.0"
 --- Self-managed gateway images (the reference operator's defaults).
 M.STANDARD_GATEWAY_IMAGE = "cr.kgateway.dev/kgateway-dev/envoy-wrapper:v2.1.1"
 M.ISTIO_GATEWAY_IMAGE = "docker.io/istio/proxyv2:1.28.1"
@@ -77,35 +74,6 @@ function M.sim(image)
   end
   t.kv_metric = M.at_least(v, 0, 7, 0) and "vllm:kv_cache_usage_perc" or "vllm:gpu_cache_usage_perc"
   return t
-end
-
---- The EPP metric-name flags GAIE ≥ v1.4 (llm-d-inference-scheduler ≥ v0.7) refuses.
-M.EPP_METRIC_FLAGS = {
-  ["kv-cache-usage-percentage-metric"] = true, ["total-queued-requests-metric"] = true,
-  ["total-running-requests-metric"] = true, ["lora-info-metric"] = true, ["cache-info-metric"] = true,
-}
-
----@class EppTraits
----@field known boolean
----@field metric_flags boolean   the metric-name flags are accepted (< v0.7)
----@field metrics_auth_flag boolean  --metrics-endpoint-auth exists (v0.4-v0.7, GAIE v1.2-v1.5): passed
----  as false, since the EPP's ServiceAccount cannot create the cluster-scoped tokenreviews and
----  subjectaccessreviews that auth needs (every scrape failed); GAIE v1.6 has no such flag
-
---- What an EPP image accepts. Unknown tags count as the newest (no metric flags).
---- Images other than llm-d-inference-scheduler (e.g. the GAIE `epp` image) are
---- treated by version the same way only for the llm-d name; others: newest.
---- @param image string
---- @return EppTraits
-function M.epp(image)
-  local v = M.version(image)
-  if v and not (image:find("llm-d-inference-scheduler", 1, true)) then
-    -- GAIE epp image: v1.4.0 refuses the flags
-    return { known = true, metric_flags = not M.at_least(v, 1, 4, 0),
-             metrics_auth_flag = M.at_least(v, 1, 2, 0) and not M.at_least(v, 1, 6, 0) }
-  end
-  return { known = v ~= nil, metric_flags = v ~= nil and not M.at_least(v, 0, 7, 0),
-           metrics_auth_flag = v ~= nil and M.at_least(v, 0, 4, 0) and not M.at_least(v, 0, 8, 0) }
 end
 
 return M

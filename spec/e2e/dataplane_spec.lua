@@ -11,8 +11,8 @@
 --   (c) scaling the decode stage: the EPP picks from the new pod once it is
 --       ready, and no request fails on the way;
 --   (d) scorer weights edited in the scripts ConfigMap (the operator runs with
---       --scripts-configmap; the whole schedulerinstall.profiles module with
---       load-aware 10, prefix-cache 1 instead of 1 and 2) move status.scriptRevision
+--       --scripts-configmap; a policy.lua overlay with load-aware 10,
+--       prefix-cache 1 instead of 1 and 2) move status.scriptRevision
 --       and roll the EPP, and change where it routes: one decode pod is kept
 --       loaded (50 requests in flight sent to it directly, ~45 waiting, which the
 --       EPP scrapes as vllm:num_requests_waiting); prompts sharing a prefix held
@@ -513,7 +513,7 @@ describe("the local data plane", function()
       end
     end)
 
-    -- 1. the bundled weights (profiles.lua: load-aware 1, prefix-cache 2)
+    -- 1. the bundled weights (lib/epp.lua: load-aware 1, prefix-cache 2)
     bundled = revision()
     assert.same({ 1, 2 }, { weights() })
     local first_epp = epp_pods()
@@ -524,17 +524,15 @@ describe("the local data plane", function()
     end)
     local pod1, on1 = measure("load-aware 1, prefix 2", serving)
 
-    -- 2. overlay the profiles module with load-aware 10, prefix-cache 1
-    local src = cluster.read_file(ROOT .. "/scripts/schedulerinstall/profiles.lua")
-    local edited, n1 = src:gsub('{ pluginRef = "load%-aware%-scorer", weight = 1 }',
-      '{ pluginRef = "load-aware-scorer", weight = 10 }')
-    local n2
-    edited, n2 = edited:gsub('{ pluginRef = "prefix%-cache%-scorer", weight = 2 }',
-      '{ pluginRef = "prefix-cache-scorer", weight = 1 }')
-    assert.same({ 1, 1 }, { n1, n2 }, "scripts/schedulerinstall/profiles.lua has one line per weight to edit")
+    -- 2. a policy overlay with load-aware 10, prefix-cache 1 (the lists merge on pluginRef)
+    local policy = [[
+return { profiles = { default = { schedulingProfiles = { { name = "default", plugins = {
+  { pluginRef = "load-aware-scorer", weight = 10 }, { pluginRef = "prefix-cache-scorer", weight = 1 },
+} } } } } }
+]]
     must("create -f -", cluster.json.encode({ apiVersion = "v1", kind = "ConfigMap",
       metadata = { name = SCRIPTS_CM, namespace = SCRIPTS_NS },
-      data = { ["schedulerinstall.profiles.lua"] = edited } }))
+      data = { ["policy.lua"] = policy } }))
     overlay_cm = true
     local overlaid = cluster.eventually(60, "status.scriptRevision moves to the overlaid set", function()
       local r = revision()

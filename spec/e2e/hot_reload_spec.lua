@@ -1,7 +1,8 @@
 -- Hot reload of the script set from a ConfigMap (runtime/lua/reload.c,
 -- doc/hot-reload.md), end to end on the local control plane with the bundled
 -- scripts and one operator process for the whole file (same PID throughout):
---   * both examples/scripts-configmap-*.yaml pass the check when overlaid
+--   * both examples/scripts-configmap-*.yaml (a policy.lua overlay each) pass
+--     the check when overlaid
 --     (production engine in process, k8sengine; no cluster needed);
 --   * a scorer weight edited in the ConfigMap updates the EPP ConfigMap and
 --     rolls the EPP Deployment (config hash in the pod template) within
@@ -23,7 +24,7 @@ local cluster = require("cluster")
 local ROOT = cluster.root
 local SCRIPTS = ROOT .. "/scripts"
 local CM = "schedsim-scripts"
-local ROUTING_KEY = "schedulerinstall.routing.lua"
+local POLICY_KEY = "policy.lua"
 local SIMDEP_KEY = "simulatordeployment.reconcile.lua"
 local EPP = "gaie-inference-scheduling-epp"
 local N = 100
@@ -235,7 +236,8 @@ describe("hot reload (e2e)", function()
   end)
 
   it("passes the check with each example ConfigMap overlaid", function()
-    for _, name in ipairs({ "scripts-configmap-scorer-weights.yaml", "scripts-configmap-routing.yaml" }) do
+    for _, name in ipairs({ "scripts-configmap-scorer-weights.yaml", "scripts-configmap-routing.yaml",
+      "scripts-configmap-route-by-label.yaml" }) do
       local rev, ok, msgs, ncases = checked_revision(example_data(name))
       assert.is_true(ok, name .. ":\n" .. table.concat(msgs, "\n"))
       assert.is_true(ncases > 0)
@@ -319,8 +321,8 @@ describe("hot reload (e2e)", function()
   end)
 
   describe("refuses a set that fails the check", function()
-    local routing_src = example_data("scripts-configmap-routing.yaml")[ROUTING_KEY]
-    local at = 12 -- the broken line is line 13 of the module
+    local routing_src = example_data("scripts-configmap-routing.yaml")[POLICY_KEY]
+    local at = 2 -- the broken line is line 3 of policy.lua, after `local allowed = ...`
     local cases = {
       { "a syntax error", "local x = = 1", "unexpected symbol near '='" },
       { "a runtime error at load", 'error("boom at load")', "boom at load" },
@@ -334,8 +336,8 @@ describe("hot reload (e2e)", function()
         local rev = revs["scripts-configmap-routing.yaml"]
         local epp, kind, route = epp_state(a), route_backend()
         local refused = metric("schedsim_script_reloads_total", 'result="refused"')
-        set_scripts({ [ROUTING_KEY] = insert_after(routing_src, at, case[2]) })
-        local want = ("configmap:%s:%d: %s"):format(ROUTING_KEY, at + 1, case[3])
+        set_scripts({ [POLICY_KEY] = insert_after(routing_src, at, case[2]) })
+        local want = ("configmap:%s:%d: %s"):format(POLICY_KEY, at + 1, case[3])
         local ev = cluster.eventually(30, "a Warning Event naming " .. want, function()
           return refused_events(want)[1]
         end)

@@ -59,18 +59,18 @@ local LEASE_VERBS = { "create", "get", "update" }
 local LEASES = { ["coordination.k8s.io|leases"] = true }
 
 --- Every EPP Role rule the scripts can emit: the rows of
---- schedulerinstall.versions and simulatordeployment.reconcile's epp_rules,
---- for one and for several EPP replicas.
+--- lib.epp (both rule sets: the version rows SchedulerInstall uses and the
+--- read-only set of SimulatorDeployment), for one and for several EPP replicas.
 local function epp_rules()
   fake.install({})
   local rules = {}
-  local versions = require("schedulerinstall.versions")
-  for _, row in ipairs(versions.epp) do
-    for _, r in ipairs(row.rules) do rules[#rules + 1] = r end
-  end
-  local sd = require("simulatordeployment.reconcile")
-  for _, n in ipairs({ 1, 2 }) do
-    for _, r in ipairs(sd.epp_rules({ epp = { replicas = n } })) do rules[#rules + 1] = r end
+  local epp = require("lib.epp")
+  for _, row in ipairs(epp.rows) do
+    for _, set in ipairs({ "row", "read-only" }) do
+      for _, n in ipairs({ 1, 2 }) do
+        for _, r in ipairs(epp.rules(row, n, set)) do rules[#rules + 1] = r end
+      end
+    end
   end
   return rules
 end

@@ -35,15 +35,15 @@ describe("schedulerinstall.reconcile", function()
   it("hands the routing policy a copy of the CR (labels, annotations, spec): a policy can route by a label",
     function()
       local routing = require("schedulerinstall.routing")
-      local bundled = routing.decide
+      local bundled = routing.backend_type
       local seen
       -- a policy edit: CRs labelled experiment=service always take the proxy Service
-      routing.decide = function(f)
+      routing.backend_type = function(f)
         seen = f.cr
-        if f.cr.metadata.labels.experiment == "service" then f.backend_type = "Service" end
+        if f.cr.metadata.labels.experiment == "service" then return "Service" end
         return bundled(f)
       end
-      finally(function() routing.decide = bundled end)
+      finally(function() routing.backend_type = bundled end)
       local cr = load_example("schedulerinstall-inferencepool.yaml")
       cr.metadata.labels = { experiment = "service" }
       local res = rec.reconcile(cr, fake.observed({}, owns()), fake.ctx())

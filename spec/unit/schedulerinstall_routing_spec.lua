@@ -1,5 +1,6 @@
--- The routing policy module (scripts/schedulerinstall/routing.lua) on its own:
--- checks, fallback, backendRef, ReferenceGrant and the gateway's verdict.
+-- The routing mechanism (scripts/schedulerinstall/route.lua) with the knobs of
+-- scripts/schedulerinstall/routing.lua: checks, fallback, backendRef,
+-- ReferenceGrant and the gateway's verdict.
 local fake = require("fake_k8s")
 
 local function facts(over)
@@ -20,12 +21,14 @@ local function facts(over)
   return f
 end
 
-describe("schedulerinstall.routing", function()
-  local routing
+describe("schedulerinstall.route", function()
+  local routing, knobs
   before_each(function()
     fake.install({})
     package.loaded["schedulerinstall.routing"] = nil
-    routing = require("schedulerinstall.routing")
+    package.loaded["schedulerinstall.route"] = nil
+    knobs = require("schedulerinstall.routing")
+    routing = require("schedulerinstall.route")
   end)
 
   it("routes to a served, existing pool on the serving port with an EPP", function()
@@ -98,14 +101,15 @@ describe("schedulerinstall.routing", function()
     assert.is_nil(routing.decide(f).ref.port)
   end)
 
-  it("changes policy when the module's tables are edited", function()
-    routing.fallback_default = "None"
+  it("changes policy when the knobs change", function()
+    knobs.fallback_default = "None"
     local f = facts()
     f.pool.object = nil
     assert.equal("None", routing.decide(f).backend)
-    table.insert(routing.checks, 1, function() return false, "Vetoed", "a site rule" end)
+    knobs.extra_checks = { function() return false, "Vetoed", "a site rule" end }
     local d = routing.decide(facts())
     assert.equal("Vetoed", d.pool.reason)
+    assert.equal("None", d.backend)
   end)
 
   describe("route_condition", function()

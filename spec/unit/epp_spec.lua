@@ -1,12 +1,15 @@
--- EPP / simulator version tables and the EndpointPickerConfig profiles.
+-- The EPP module (scripts/lib/epp.lua: version rows, args, profiles) and the
+-- simulator version table of schedulerinstall.versions.
 local fake = require("fake_k8s")
 
-describe("schedulerinstall.versions", function()
-  local versions
+describe("lib.epp versions", function()
+  local versions, sim
   before_each(function()
     fake.install({})
+    package.loaded["lib.epp"] = nil
     package.loaded["schedulerinstall.versions"] = nil
-    versions = require("schedulerinstall.versions")
+    versions = require("lib.epp")
+    sim = require("schedulerinstall.versions")
   end)
 
   it("reads image tags", function()
@@ -35,7 +38,7 @@ describe("schedulerinstall.versions", function()
 
   it("builds the reference's argument list for v0.4.0", function()
     local row = versions.epp_for("ghcr.io/llm-d/llm-d-inference-scheduler:v0.4.0")
-    local args = versions.epp_args(row, { pool_name = "p", pool_namespace = "ns",
+    local args = versions.args(row, { pool_name = "p", pool_namespace = "ns",
       pool_group = "inference.networking.k8s.io", config_file = "/etc/epp/epp-config.yaml",
       kv_metric = "vllm:kv_cache_usage_perc", secure = false, port = 9002, health_port = 9003,
       metrics_port = 9090, verbosity = 1, replicas = 1 })
@@ -48,7 +51,7 @@ describe("schedulerinstall.versions", function()
 
   it("never passes metric flags to versions that reject them, and finds the user's", function()
     local row = versions.epp_for("ghcr.io/llm-d/llm-d-inference-scheduler:v0.7.0")
-    local args = versions.epp_args(row, { pool_name = "p", pool_namespace = "ns", pool_group = "g",
+    local args = versions.args(row, { pool_name = "p", pool_namespace = "ns", pool_group = "g",
       config_file = "f", kv_metric = "vllm:kv_cache_usage_perc", secure = true, port = 9002, health_port = 9003,
       metrics_port = 9191, verbosity = 2, replicas = 3 })
     for _, a in ipairs(args) do
@@ -69,7 +72,7 @@ describe("schedulerinstall.versions", function()
     local p = { pool_name = "p", pool_namespace = "ns", pool_group = "g", config_file = "f", secure = false,
       port = 9002, health_port = 9003, metrics_port = 9090, verbosity = 1, replicas = 1 }
     local function has(image)
-      local args = versions.epp_args(versions.epp_for(image), p)
+      local args = versions.args(versions.epp_for(image), p)
       return table.concat(args, " "):find("--metrics-endpoint-auth=false", 1, true) ~= nil
     end
     assert.is_true(has("ghcr.io/llm-d/llm-d-inference-scheduler:v0.4.0"))
@@ -79,19 +82,19 @@ describe("schedulerinstall.versions", function()
   end)
 
   it("maps simulator versions to the KV-cache metric name", function()
-    assert.equal("vllm:gpu_cache_usage_perc", (versions.sim_kv_metric("ghcr.io/llm-d/llm-d-inference-sim:v0.6.1")))
-    assert.equal("vllm:kv_cache_usage_perc", (versions.sim_kv_metric("ghcr.io/llm-d/llm-d-inference-sim:v0.7.0")))
-    assert.equal("vllm:kv_cache_usage_perc", (versions.sim_kv_metric("docker.io/library/llm-d-simulator:local")))
-    assert.equal("vllm:kv_cache_usage_perc", (versions.sim_kv_metric(nil)))
+    assert.equal("vllm:gpu_cache_usage_perc", (sim.sim_kv_metric("ghcr.io/llm-d/llm-d-inference-sim:v0.6.1")))
+    assert.equal("vllm:kv_cache_usage_perc", (sim.sim_kv_metric("ghcr.io/llm-d/llm-d-inference-sim:v0.7.0")))
+    assert.equal("vllm:kv_cache_usage_perc", (sim.sim_kv_metric("docker.io/library/llm-d-simulator:local")))
+    assert.equal("vllm:kv_cache_usage_perc", (sim.sim_kv_metric(nil)))
   end)
 end)
 
-describe("schedulerinstall.profiles", function()
+describe("lib.epp profiles", function()
   local profiles
   before_each(function()
     fake.install({})
-    package.loaded["schedulerinstall.profiles"] = nil
-    profiles = require("schedulerinstall.profiles")
+    package.loaded["lib.epp"] = nil
+    profiles = require("lib.epp")
   end)
 
   local function load(name)

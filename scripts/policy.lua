@@ -1,0 +1,13 @@
+-- Policy overrides: a table patched over the bundled defaults of the knob
+-- modules (lib/policy.lua has the merge rules; doc/hot-reload.md, "Policy
+-- overlays", the shape). Bundled empty: overlay it from the scripts ConfigMap
+-- under the key "policy.lua" to run an experiment, e.g. one scorer weight:
+--
+--   return {
+--     profiles = { default = { schedulingProfiles = {
+--       { name = "default", plugins = { { pluginRef = "load-aware-scorer", weight = 3 } } },
+--     } } },
+--   }
+--
+-- Sections: routing (schedulerinstall/routing.lua), profiles and epp (lib/epp.lua).
+return {}

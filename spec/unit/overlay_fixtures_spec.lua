@@ -1,0 +1,144 @@
+-- Fixture cases that travel with the overlay (runtime/lua/scriptset.c,
+-- runtime/lua/fixture.c; doc/hot-reload.md, "Fixtures in the overlay"): a
+-- scripts ConfigMap key "<folder>.fixtures.<name>.yaml" replaces the bundled
+-- scripts/<folder>/fixtures/<name>.yaml or adds a file. The same set is checked
+-- in process (k8sengine, what the operator's reload runs) and by
+-- `schedsim-operator check --overlay` offline. Also: `check` prints one line
+-- per distinct problem, and a module that does not compile is named so.
+local k8sengine = require("k8sengine")
+local fake = require("fake_k8s")
+
+local ROOT = os.getenv("SCHEDSIM_ROOT") or "."
+local BIN = os.getenv("SCHEDSIM_BIN") or (ROOT .. "/build/schedsim-operator")
+local SCRIPTS = ROOT .. "/scripts"
+local CASE = "route-backend-not-found-kgateway"
+local FIXTURE_KEY = "schedulerinstall.fixtures." .. CASE .. ".yaml"
+
+local function read(path)
+  local f = assert(io.open(path))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- A deliberate policy change: the site's own hint when kgateway answers
+-- BackendNotFound for a pool (the bundled fixture asserts the bundled hint).
+-- gateway_hints is a list without merge keys: the overlay gives all of it.
+local POLICY = [[
+return { routing = { gateway_hints = {
+  { match = "InferencePool is not enabled", reason = "InferencePoolUnsupportedByGateway",
+    hint = "set ENABLE_GATEWAY_API_INFERENCE_EXTENSION=true in istiod" },
+  { reason_is = "RefNotPermitted", hint = "a ReferenceGrant must allow the route" },
+  { reason_is = "BackendNotFound", pool_only = true, hint = "ask #mesh-team to enable the inference extension" },
+} } }
+]]
+
+--- The bundled fixture, expecting the policy's hint instead.
+local function changed_fixture()
+  local text = read(SCRIPTS .. "/schedulerinstall/fixtures/" .. CASE .. ".yaml")
+  local out, n = text:gsub('inferenceExtension%.enabled=true', 'ask #mesh-team')
+  assert(n == 1, "the bundled fixture changed: update this spec")
+  return out
+end
+
+local function check(overlay)
+  local eng, problems = k8sengine.load(SCRIPTS, { overlay = overlay })
+  assert(eng, table.concat(problems or {}, "\n"))
+  local ok, msgs, ncases = eng:check()
+  eng:close()
+  return ok, table.concat(msgs, "\n"), ncases
+end
+
+--- Runs the binary; returns exit code and stderr+stdout.
+local function run(args)
+  local out = os.tmpname()
+  local ok, _, code = os.execute(("%q %s >%q 2>&1"):format(BIN, args, out))
+  local text = read(out)
+  os.remove(out)
+  return ok and 0 or code, text
+end
+
+local function write_dir(files)
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute(("mkdir -p %q"):format(dir)))
+  for name, text in pairs(files) do
+    local f = assert(io.open(dir .. "/" .. name, "w"))
+    f:write(text)
+    f:close()
+  end
+  return dir
+end
+
+describe("fixtures in the overlay", function()
+  local _, _, bundled_cases = check({})
+
+  it("a deliberate policy change fails the check without its fixture", function()
+    local ok, msgs = check({ ["policy.lua"] = POLICY })
+    assert.is_false(ok)
+    assert.matches("schedulerinstall/fixtures/" .. CASE .. ".yaml", msgs, 1, true)
+    assert.matches("inferenceExtension.enabled=true", msgs, 1, true)
+  end)
+
+  it("passes with the fixture in the overlay, which replaces the bundled case", function()
+    local ok, msgs, ncases = check({ ["policy.lua"] = POLICY, [FIXTURE_KEY] = changed_fixture() })
+    assert.is_true(ok, msgs)
+    assert.equals(bundled_cases, ncases, "replaced, not added")
+  end)
+
+  it("the overlay's fixture runs: a wrong expectation fails, named by its key", function()
+    local wrong = changed_fixture():gsub("ask #mesh%-team", "ask someone else")
+    local ok, msgs = check({ ["policy.lua"] = POLICY, [FIXTURE_KEY] = wrong })
+    assert.is_false(ok)
+    assert.matches(":" .. FIXTURE_KEY .. ": ", msgs, 1, true) -- "<origin>:<key>: <case>: …"
+  end)
+
+  it("a fixture under a new name is added to the bundled cases", function()
+    local cm = fake.yaml_load_file(ROOT .. "/examples/scripts-configmap-route-by-label.yaml")[1]
+    local ok, msgs, ncases = check(cm.data)
+    assert.is_true(ok, msgs)
+    assert.equals(bundled_cases + 2, ncases)
+  end)
+
+  it("check --overlay offline: a manifest or a directory, the same verdicts", function()
+    local code, out = run(("check --scripts %q --overlay %q"):format(SCRIPTS,
+      ROOT .. "/examples/scripts-configmap-route-by-label.yaml"))
+    assert.equals(0, code, out)
+    assert.matches(("%d fixture cases passed"):format(bundled_cases + 2), out, 1, true)
+    local without = write_dir({ ["policy.lua"] = POLICY })
+    code, out = run(("check --scripts %q --overlay %q"):format(SCRIPTS, without))
+    assert.equals(1, code, out)
+    assert.matches(CASE .. ".yaml", out, 1, true)
+    local with = write_dir({ ["policy.lua"] = POLICY, [FIXTURE_KEY] = changed_fixture() })
+    code, out = run(("check --scripts %q --overlay %q"):format(SCRIPTS, with))
+    assert.equals(0, code, out)
+    os.execute(("rm -rf %q %q"):format(without, with))
+  end)
+end)
+
+describe("check's report", function()
+  it("names a module that does not compile, and groups the cases it stops", function()
+    local dir = write_dir({ ["policy.lua"] = "return {\n" })
+    local code, out = run(("check --scripts %q --overlay %q"):format(SCRIPTS, dir))
+    os.execute(("rm -rf %q"):format(dir))
+    assert.equals(1, code, out)
+    assert.matches("configmap:policy.lua:2: unexpected symbol near <eof>", out, 1, true)
+    assert.matches("module 'policy' does not compile: configmap:policy.lua:2:", out, 1, true)
+    assert.is_nil(out:find("module 'policy' not found", 1, true))
+    assert.matches("schedulerinstall/fixtures/%*%.yaml: %d+ fixture cases: controller schedulerinstall did not load",
+      out)
+    local lines = 0
+    for _ in out:gmatch("[^\n]+") do lines = lines + 1 end
+    assert.is_true(lines <= 6, "one line per distinct problem, got:\n" .. out)
+  end)
+
+  it("groups one failure shared by many cases into one line with the count", function()
+    -- every EPP gets a profile that does not exist: every case with an EPP fails alike
+    local dir = write_dir({ ["policy.lua"] = 'return { epp = { default_profile = "nope" } }\n' })
+    local code, out = run(("check --scripts %q --overlay %q"):format(SCRIPTS, dir))
+    os.execute(("rm -rf %q"):format(dir))
+    assert.equals(1, code, out)
+    local n = tonumber(out:match(": (%d+) fixture cases: "))
+    assert.is_true(n and n > 1, out)
+  end)
+end)
