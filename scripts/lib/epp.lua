@@ -30,8 +30,13 @@ local knobs = policy.apply("epp", {
 })
 M.knobs = knobs
 
+-- GAIE's prefix-cache-scorer (v1.2 pkg/epp/scheduling/framework/plugins/multi/prefix/plugin.go,
+-- v1.4 .../scorer/prefix) reads `blockSize` (characters; autoTune takes the model server's block
+-- size when it reports one, 16 tokens x 4 characters on the simulator). The reference operator's
+-- `hashBlockSize = 5` is no field of this scorer and was silently ignored: 64 is what always ran.
+-- (pd-profile-handler does read `hashBlockSize`, below.)
 local prefix_cache = { type = "prefix-cache-scorer",
-  parameters = { hashBlockSize = 5, maxPrefixBlocksToMatch = 256, lruCapacityPerServer = 31250 } }
+  parameters = { blockSize = 64, maxPrefixBlocksToMatch = 256, lruCapacityPerServer = 31250 } }
 
 --- EndpointPickerConfig profiles by name: `plugins` and `schedulingProfiles`
 --- (apiVersion and kind are added when rendered). The reference operator's.

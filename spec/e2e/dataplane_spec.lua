@@ -373,8 +373,8 @@ describe("the local data plane", function()
     --                        vllm:num_requests_waiting, nothing of the running ones);
     --   prefix-cache-scorer: matched / total 64-character blocks of the prompt, from the EPP's own
     --                        index of where it sent earlier prompts (multi/prefix/plugin.go; autoTune:
-    --                        the simulator's block_size 16 x 4 characters; the profile's hashBlockSize
-    --                        is no field of this scorer, whose field is blockSize, and is ignored);
+    --                        the simulator's block_size 16 x 4 characters; the profile's blockSize
+    --                        64 says the same when autoTune has no block size);
     --   kv-cache-utilization-scorer: 1 - kv usage, which the simulator reports as 0 (no
     --                        --enable-kvcache): equal on every pod;
     -- and max-score-picker takes the highest (random among equal ones). The probes share a

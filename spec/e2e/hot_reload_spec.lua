@@ -275,9 +275,9 @@ describe("hot reload (e2e)", function()
     local before = epp_state(a)
     local t0 = cluster.now()
     set_scripts(example_data("scripts-configmap-scorer-weights.yaml"))
-    local after = cluster.eventually(15, "the EPP ConfigMap with load-aware-scorer weight 3", function()
+    local after = cluster.eventually(15, "the EPP ConfigMap with load-aware-scorer weight 10", function()
       local s = epp_state(a)
-      return s and load_aware_weight(s.config) == 3 and s.hash ~= before.hash and s
+      return s and load_aware_weight(s.config) == 10 and s.hash ~= before.hash and s
     end, 0.1)
     local elapsed = cluster.now() - t0
     assert.is_true(elapsed < 10, ("took %.1f s"):format(elapsed))

@@ -110,7 +110,7 @@ describe("lib.epp profiles", function()
     for _, p in ipairs(cfg.plugins) do types[#types + 1] = p.type end
     assert.same({ "load-aware-scorer", "prefix-cache-scorer", "kv-cache-utilization-scorer", "decode-filter",
       "max-score-picker", "single-profile-handler" }, types)
-    assert.same({ hashBlockSize = 5, maxPrefixBlocksToMatch = 256, lruCapacityPerServer = 31250 },
+    assert.same({ blockSize = 64, maxPrefixBlocksToMatch = 256, lruCapacityPerServer = 31250 },
       cfg.plugins[2].parameters)
     assert.equal("default", cfg.schedulingProfiles[1].name)
     assert.equal(5, #cfg.schedulingProfiles[1].plugins)
