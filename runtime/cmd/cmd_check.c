@@ -233,7 +233,7 @@ int cmd_check(int argc, char **argv)
       fprintf(stderr, "%s\n", m);
       continue;
     }
-    if (!strncmp(m, root, rl) && m[rl] == '/')
+    if (!strncmp(m, root, rl) && (m[rl] == '/' || m[rl] == ':')) /* names the set already */
       fprintf(stderr, "%s\n", m);
     else
       fprintf(stderr, "%s/%s\n", root, m);
