@@ -80,16 +80,8 @@ end
 
 -- --------------------------------------------------------------- the spec
 
---- The spec with every default applied (the reference's setDefaults plus
---- ours). Raises a terminal error for a spec no reconcile can fix.
-function M.resolve(cr)
-  local spec = cr.spec or {}
-  local ns = cr.metadata.namespace
-  local s = { cr_name = cr.metadata.name, ns = ns }
-  s.sched_ns = str_default(spec.schedulerNamespace, ns)
-  s.sim_ns = spec.simulatorNamespace
-  if not is_set(s.sim_ns) then k8s.terminal("spec.simulatorNamespace is required") end
-
+--- Step of resolve: spec.proxyService (the simulator-facing Service) and the serving port.
+local function resolve_proxy(s, spec)
   local ps = spec.proxyService or {}
   local port = default(ps.port, 8200)
   s.proxy = {
@@ -100,7 +92,10 @@ function M.resolve(cr)
       or { [labels.ROLE] = "decode", [labels.SERVING_LEGACY] = "true" },
   }
   s.serving_port, s.serving_port_field = s.proxy.target_port, "spec.proxyService.targetPort"
+end
 
+--- Step of resolve: spec.epp with its defaults; refuses an unknown profile and clashing ports.
+local function resolve_epp(s, spec)
   local e = spec.epp
   local epp_port = default(dig(e, "port"), 9002)
   s.epp = {
@@ -133,7 +128,10 @@ function M.resolve(cr)
     k8s.terminal(("spec.epp.metricsPort %d must differ from spec.epp.port and spec.epp.healthPort")
       :format(s.epp.metrics_port))
   end
+end
 
+--- Step of resolve: spec.gateway (the Gateway this CR may create).
+local function resolve_gateway(s, spec)
   local g = spec.gateway
   s.gateway = {
     enabled = dig(g, "enabled") == true,
@@ -142,9 +140,11 @@ function M.resolve(cr)
     listener_port = default(dig(g, "listenerPort"), 80),
     listener_protocol = str_default(dig(g, "listenerProtocol"), "HTTP"),
   }
+end
 
+--- Step of resolve: spec.routing (the HTTPRoute and its parent Gateway); after resolve_gateway.
+local function resolve_routing(s, spec)
   local r = spec.routing or {}
-  local rp = r.inferencePool or {}
   s.routing = {
     enabled = r.enabled == true,
     backend_type = str_default(r.backendType, "Service"),
@@ -155,6 +155,12 @@ function M.resolve(cr)
       namespace = str_default(dig(r, "parentGateway", "namespace"), s.sched_ns),
     },
   }
+end
+
+--- Step of resolve: spec.routing.inferencePool; a managed pool is the EPP's (one name for both).
+local function resolve_pool(s, spec)
+  local e = spec.epp
+  local rp = (spec.routing or {}).inferencePool or {}
   local managed = rp.managed == true
   s.pool = {
     name = str_default(rp.name, s.epp.present and s.epp.pool_name or M.DEFAULT_POOL),
@@ -184,7 +190,10 @@ function M.resolve(cr)
     k8s.terminal("spec.routing.backendType InferencePool needs spec.routing.inferencePool.name, "
       .. "spec.epp.poolName or spec.routing.inferencePool.managed: true")
   end
+end
 
+--- Step of resolve: spec.destinationRule and spec.envoyFilter (Istio); the filter needs the EPP.
+local function resolve_istio(s, spec)
   local dr = spec.destinationRule or {}
   local cp = dr.connectionPool
   s.dr = {
@@ -205,6 +214,24 @@ function M.resolve(cr)
   if s.ef.enabled and not s.epp.enabled then
     k8s.terminal("spec.envoyFilter.enabled needs spec.epp.enabled=true")
   end
+end
+
+--- The spec with every default applied (the reference's setDefaults plus
+--- ours). Raises a terminal error for a spec no reconcile can fix, naming the
+--- first invalid field in the order of the steps below.
+function M.resolve(cr)
+  local spec = cr.spec or {}
+  local ns = cr.metadata.namespace
+  local s = { cr_name = cr.metadata.name, ns = ns }
+  s.sched_ns = str_default(spec.schedulerNamespace, ns)
+  s.sim_ns = spec.simulatorNamespace
+  if not is_set(s.sim_ns) then k8s.terminal("spec.simulatorNamespace is required") end
+  resolve_proxy(s, spec)
+  resolve_epp(s, spec)
+  resolve_gateway(s, spec)
+  resolve_routing(s, spec)
+  resolve_pool(s, spec)
+  resolve_istio(s, spec)
   s.sim_image = is_set(spec.simulatorImage) and spec.simulatorImage or nil
   return s
 end
