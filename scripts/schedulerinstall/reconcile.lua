@@ -309,22 +309,14 @@ local function epp_labels(s, cr)
   return { app = s.epp.name, [labels.NAME] = cr.metadata.name }
 end
 
-local function epp_children(s, cr, row, p, kv_metric, add)
-  local e = s.epp
-  local std = labels.standard(cr, "epp")
-  local config_name = e.name .. "-config"
-  local text = assert(epp.render(e.profile))
-
-  add({ apiVersion = "v1", kind = "ServiceAccount", metadata = meta(e.name, s.sched_ns, std) })
-  add({ apiVersion = "v1", kind = "ConfigMap", metadata = meta(config_name, s.sched_ns, std),
-    data = { [M.EPP_CONFIG_KEY] = text } })
-
+--- Step of epp_children: spec.epp.args without the flags EPP `row` refuses
+--- (a dropped flag takes its value along: "--flag value" as well as "--flag=value").
+local function epp_user_args(row, args)
   local user_args = {}
   local rejected = {}
-  for _, bad in ipairs(epp.rejected_args(row, e.args)) do rejected[bad] = true end
-  -- a dropped flag takes its value along: "--flag value" as well as "--flag=value"
+  for _, bad in ipairs(epp.rejected_args(row, args)) do rejected[bad] = true end
   local skip = false
-  for _, a in ipairs(e.args) do
+  for _, a in ipairs(args) do
     if skip then
       skip = false
       if a:sub(1, 1) ~= "-" then goto continue end
@@ -336,20 +328,19 @@ local function epp_children(s, cr, row, p, kv_metric, add)
     end
     ::continue::
   end
-  local argv = epp.args(row, {
-    pool_name = e.pool_name, pool_namespace = e.pool_namespace, pool_group = p.group,
-    config_file = M.EPP_CONFIG_DIR .. "/" .. M.EPP_CONFIG_KEY, kv_metric = kv_metric,
-    secure = e.secure, port = e.port, health_port = e.health_port, metrics_port = e.metrics_port,
-    verbosity = e.verbosity, replicas = e.replicas,
-  })
-  for _, a in ipairs(user_args) do argv[#argv + 1] = a end
+  return user_args
+end
+
+--- Step of epp_children: the EPP Deployment running `argv`, mounting ConfigMap
+--- `config_name`, restarted when the configuration `text` changes.
+local function epp_deployment(s, cr, row, kv_metric, argv, config_name, text)
+  local e = s.epp
   local probes = epp.probes(row, e.health_port, e.replicas, "tcp")
   local sel = epp_labels(s, cr)
   local pod_labels = labels.pod(sel, "epp", { ["sidecar.istio.io/inject"] = "false" })
-
-  add({
+  return {
     apiVersion = "apps/v1", kind = "Deployment",
-    metadata = meta(e.name, s.sched_ns, labels.merge(std, sel), {
+    metadata = meta(e.name, s.sched_ns, labels.merge(labels.standard(cr, "epp"), sel), {
       ["sim.llm-d.io/epp-version"] = row.version,
       ["sim.llm-d.io/kv-cache-metric"] = kv_metric,
     }),
@@ -383,9 +374,15 @@ local function epp_children(s, cr, row, p, kv_metric, add)
         },
       },
     },
-  })
-  add({
-    apiVersion = "v1", kind = "Service", metadata = meta(e.name, s.sched_ns, labels.merge(std, sel)),
+  }
+end
+
+--- Step of epp_children: the EPP Service (gRPC ext_proc and metrics) in the scheduler namespace.
+local function epp_service(s, cr)
+  local e = s.epp
+  return {
+    apiVersion = "v1", kind = "Service",
+    metadata = meta(e.name, s.sched_ns, labels.merge(labels.standard(cr, "epp"), epp_labels(s, cr))),
     spec = {
       type = "ClusterIP",
       selector = { app = e.name },
@@ -394,17 +391,46 @@ local function epp_children(s, cr, row, p, kv_metric, add)
         obj.service_port("metrics", e.metrics_port, e.metrics_port),
       }),
     },
-  })
+  }
+end
 
-  -- RBAC in the pool's namespace, bound only to the Role created here
+--- Step of epp_children: Role and RoleBinding in the pool's namespace, bound
+--- only to the Role created here (with leader election, the pool namespace's Lease).
+local function epp_rbac(s, cr, row, add)
+  local e = s.epp
   local rbac_labels = labels.standard(cr, "epp-rbac")
-  -- (with leader election among the replicas, the Lease of the pool namespace)
   add({ apiVersion = "rbac.authorization.k8s.io/v1", kind = "Role",
     metadata = meta(e.name, e.pool_namespace, rbac_labels), rules = epp.rules(row, e.replicas, "row") })
   add({ apiVersion = "rbac.authorization.k8s.io/v1", kind = "RoleBinding",
     metadata = meta(e.name, e.pool_namespace, rbac_labels),
     roleRef = { apiGroup = "rbac.authorization.k8s.io", kind = "Role", name = e.name },
     subjects = array({ { kind = "ServiceAccount", name = e.name, namespace = s.sched_ns } }) })
+end
+
+--- The EPP's children: ServiceAccount, ConfigMap, Deployment and Service in
+--- the scheduler namespace, RBAC in the pool's. Returns the argv, the refused
+--- user flags and the user flags kept.
+local function epp_children(s, cr, row, p, kv_metric, add)
+  local e = s.epp
+  local std = labels.standard(cr, "epp")
+  local config_name = e.name .. "-config"
+  local text = assert(epp.render(e.profile))
+
+  add({ apiVersion = "v1", kind = "ServiceAccount", metadata = meta(e.name, s.sched_ns, std) })
+  add({ apiVersion = "v1", kind = "ConfigMap", metadata = meta(config_name, s.sched_ns, std),
+    data = { [M.EPP_CONFIG_KEY] = text } })
+
+  local user_args = epp_user_args(row, e.args)
+  local argv = epp.args(row, {
+    pool_name = e.pool_name, pool_namespace = e.pool_namespace, pool_group = p.group,
+    config_file = M.EPP_CONFIG_DIR .. "/" .. M.EPP_CONFIG_KEY, kv_metric = kv_metric,
+    secure = e.secure, port = e.port, health_port = e.health_port, metrics_port = e.metrics_port,
+    verbosity = e.verbosity, replicas = e.replicas,
+  })
+  for _, a in ipairs(user_args) do argv[#argv + 1] = a end
+  add(epp_deployment(s, cr, row, kv_metric, argv, config_name, text))
+  add(epp_service(s, cr))
+  epp_rbac(s, cr, row, add)
 
   return { argv = argv, rejected = epp.rejected_args(row, e.args), user_args = user_args }
 end
