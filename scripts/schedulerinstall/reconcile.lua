@@ -609,37 +609,29 @@ end
 
 -- --------------------------------------------------------------- reconcile
 
---- The reconcile entry point (doc/architecture.md, "The reconcile contract"):
---- the desired children in every namespace the CR reaches and the status.
---- The routing decision is the policy's (schedulerinstall.routing knobs,
---- applied by schedulerinstall.route to the RoutingFacts gathered here).
---- Raises k8s.terminal for a spec no reconcile can fix (Ready=False InvalidSpec).
---- @param cr k8s.Object      the SchedulerInstall as the cache holds it
---- @param observed k8s.Observed  the children the runtime found (owner label)
---- @param ctx k8s.Ctx|nil
---- @return k8s.Result
-function M.reconcile(cr, observed, ctx)
-  if ctx and ctx.finalizing then return { finalized = true } end
-  local s = M.resolve(cr)
-  local children = {}
-  local function add(o) children[#children + 1] = o end
-  local cs = conditions.new_set(cr)
-  local later = {}
-  local function set_later(type_, status, reason, message)
-    later[type_] = { status, reason, message }
-  end
-  local degraded = {}
-  local function degrade(reason, message) degraded[#degraded + 1] = { reason = reason, message = message } end
-  local is_istio = s.gateway.class == "istio"
+--- What one reconcile collects: the children (in apply order), the
+--- conditions known only after the fact (RouteAccepted, EnvoyFilterApplied)
+--- and the reasons for Degraded, in the order they were found.
+local function collector()
+  local r = { children = {}, later = {}, degraded = {} }
+  function r.add(o) r.children[#r.children + 1] = o end
+  function r.set_later(type_, status, reason, message) r.later[type_] = { status, reason, message } end
+  function r.degrade(reason, message) r.degraded[#r.degraded + 1] = { reason = reason, message = message } end
+  return r
+end
 
-  -- versions
+--- Step of reconcile: the EPP's version row (from its image) and the KV
+--- metric the simulator exports (with the simulator version and its source).
+local function version_facts(s)
   local row = epp.epp_for(s.epp.image)
   local sim_image, sim_source = simulator_image(s)
   local kv_metric, sim_version = versions.sim_kv_metric(sim_image)
+  return { row = row, kv_metric = kv_metric, sim_version = sim_version, sim_source = sim_source }
+end
 
-  -- the routing decision: the policy picks the backend from the facts
-  -- without the pool, then the pool of the route (when it uses one, else the
-  -- EPP's pool) is looked up and checked
+--- Step of reconcile: the RoutingFacts the policy reads, without the pool.
+--- @return RoutingFacts
+local function routing_facts(s, cr)
   ---@type RoutingFacts
   local facts = {
     -- the CR as the policy may read it (a copy: the policy cannot change it)
@@ -658,6 +650,17 @@ function M.reconcile(cr, observed, ctx)
     epp = { enabled = s.epp.enabled, pool_name = s.epp.pool_name, pool_namespace = s.epp.pool_namespace,
       name = s.epp.name, port = s.epp.port },
   }
+  return facts
+end
+
+--- Step of reconcile: the routing decision. The policy picks the backend
+--- from the facts without the pool, then the pool of the route (when it uses
+--- one, else the EPP's pool) is looked up and checked.
+--- @return RoutingFacts facts
+--- @return table p          pool_facts of that pool
+--- @return RoutingDecision d
+local function routing_decision(s, cr)
+  local facts = routing_facts(s, cr)
   local backend = routing.backend_type(facts)
   if backend ~= "Service" and backend ~= "InferencePool" then
     error(("routing.backend_type returned %s; want \"Service\" or \"InferencePool\""):format(tostring(backend)))
@@ -668,38 +671,42 @@ function M.reconcile(cr, observed, ctx)
     or pool_facts(s, s.epp.pool_name, s.epp.pool_namespace)
   facts.pool = p
   facts.pool_applies = routed or s.epp.enabled
-  local d = routes.decide(facts)
+  return facts, p, routes.decide(facts)
+end
 
-  -- scheduler namespace: the EPP
-  if s.epp.enabled then
-    local got = epp_children(s, cr, row, p, kv_metric, add)
-    for _, bad in ipairs(got.rejected) do
-      degrade("DeprecatedEPPFlag", ("spec.epp.args: %s is refused by EPP %s (%s) at startup and was dropped; "
-        .. "configure metrics in the EndpointPickerConfig"):format(bad, row.version, s.epp.image))
-    end
-    local tied = {
-      ["grpc-port"] = { tostring(s.epp.port), "spec.epp.port" },
-      ["grpc-health-port"] = { tostring(s.epp.health_port), "spec.epp.healthPort" },
-      ["metrics-port"] = { tostring(s.epp.metrics_port), "spec.epp.metricsPort" },
-      ["pool-name"] = { s.epp.pool_name, "spec.epp.poolName" },
-      ["pool-namespace"] = { s.epp.pool_namespace, "spec.epp.poolNamespace" },
-      ["pool-group"] = { p.group, "spec.routing.inferencePool.apiVersion" },
-    }
-    for _, a in ipairs(argslib.parse(got.user_args, { ["secure-serving"] = true, ["tracing"] = true })) do
-      local t = tied[a.name]
-      if t and tostring(a.value) ~= t[1] then
-        degrade("EPPArgsConflict", ("spec.epp.args: %q contradicts %s (%s)"):format(a.raw, t[2], t[1]))
-      end
-    end
-    if row.metric_flags == "rejected" and row.default_kv_metric ~= kv_metric then
-      degrade("KVCacheMetricMismatch", ("simulator %s (%s) exports %s but EPP %s reads %s and refuses "
-        .. "--kv-cache-usage-percentage-metric; the kv-cache-utilization-scorer sees no load")
-        :format(sim_version, sim_source or "spec.simulatorImage", kv_metric, row.version, row.default_kv_metric))
+--- Step of reconcile: the EPP's children (scheduler namespace), Degraded for
+--- refused or contradicting spec.epp.args and for a KV metric the EPP cannot read.
+local function reconcile_epp(s, cr, v, p, r)
+  local row, kv_metric = v.row, v.kv_metric
+  local got = epp_children(s, cr, row, p, kv_metric, r.add)
+  for _, bad in ipairs(got.rejected) do
+    r.degrade("DeprecatedEPPFlag", ("spec.epp.args: %s is refused by EPP %s (%s) at startup and was dropped; "
+      .. "configure metrics in the EndpointPickerConfig"):format(bad, row.version, s.epp.image))
+  end
+  local tied = {
+    ["grpc-port"] = { tostring(s.epp.port), "spec.epp.port" },
+    ["grpc-health-port"] = { tostring(s.epp.health_port), "spec.epp.healthPort" },
+    ["metrics-port"] = { tostring(s.epp.metrics_port), "spec.epp.metricsPort" },
+    ["pool-name"] = { s.epp.pool_name, "spec.epp.poolName" },
+    ["pool-namespace"] = { s.epp.pool_namespace, "spec.epp.poolNamespace" },
+    ["pool-group"] = { p.group, "spec.routing.inferencePool.apiVersion" },
+  }
+  for _, a in ipairs(argslib.parse(got.user_args, { ["secure-serving"] = true, ["tracing"] = true })) do
+    local t = tied[a.name]
+    if t and tostring(a.value) ~= t[1] then
+      r.degrade("EPPArgsConflict", ("spec.epp.args: %q contradicts %s (%s)"):format(a.raw, t[2], t[1]))
     end
   end
+  if row.metric_flags == "rejected" and row.default_kv_metric ~= kv_metric then
+    r.degrade("KVCacheMetricMismatch", ("simulator %s (%s) exports %s but EPP %s reads %s and refuses "
+      .. "--kv-cache-usage-percentage-metric; the kv-cache-utilization-scorer sees no load")
+      :format(v.sim_version, v.sim_source or "spec.simulatorImage", kv_metric, row.version, row.default_kv_metric))
+  end
+end
 
-  -- simulator namespace: the proxy Service (always, as the reference)
-  add({
+--- Step of reconcile: the proxy Service in the simulator namespace (always, as the reference).
+local function proxy_service(s, cr)
+  return {
     apiVersion = "v1", kind = "Service",
     metadata = meta(s.proxy.name, s.sim_ns, labels.standard(cr, "proxy")),
     spec = {
@@ -707,88 +714,94 @@ function M.reconcile(cr, observed, ctx)
       selector = copy_map(s.proxy.selector),
       ports = array({ obj.service_port("http", s.proxy.port, s.proxy.target_port) }),
     },
-  })
+  }
+end
 
-  -- the managed pool
-  if s.pool.managed and s.epp.enabled and p.served then
-    managed_pool(s, cr, p, add)
+--- Step of reconcile: the Gateway of spec.gateway, or Degraded when Gateway is not served.
+local function reconcile_gateway(s, cr, r)
+  if served(M.GATEWAY_API, "Gateway") then
+    r.add({
+      apiVersion = M.GATEWAY_API, kind = "Gateway",
+      metadata = meta(s.gateway.name, s.sched_ns, labels.standard(cr, "gateway")),
+      spec = {
+        gatewayClassName = s.gateway.class,
+        listeners = array({ { name = "default", port = s.gateway.listener_port,
+          protocol = s.gateway.listener_protocol } }),
+      },
+    })
+  else
+    r.degrade("GatewayAPIUnsupported", ("spec.gateway.enabled: %s Gateway is not served (install the Gateway API "
+      .. "CRDs); Gateway %s/%s not created"):format(M.GATEWAY_API, s.sched_ns, s.gateway.name))
   end
+end
 
-  -- Gateway
-  if s.gateway.enabled then
-    if served(M.GATEWAY_API, "Gateway") then
-      add({
-        apiVersion = M.GATEWAY_API, kind = "Gateway",
-        metadata = meta(s.gateway.name, s.sched_ns, labels.standard(cr, "gateway")),
-        spec = {
-          gatewayClassName = s.gateway.class,
-          listeners = array({ { name = "default", port = s.gateway.listener_port,
-            protocol = s.gateway.listener_protocol } }),
-        },
-      })
-    else
-      degrade("GatewayAPIUnsupported", ("spec.gateway.enabled: %s Gateway is not served (install the Gateway API "
-        .. "CRDs); Gateway %s/%s not created"):format(M.GATEWAY_API, s.sched_ns, s.gateway.name))
-    end
+--- Step of reconcile_route: the ReferenceGrant a cross-namespace backend
+--- needs, or Degraded when ReferenceGrant is not served.
+local function reconcile_grant(cr, d, route_key, r)
+  if served(M.GRANT_API, "ReferenceGrant") then
+    r.add({
+      apiVersion = M.GRANT_API, kind = "ReferenceGrant",
+      metadata = meta(d.grant.name, d.grant.namespace, labels.standard(cr, "routing")),
+      spec = { from = array(d.grant.from), to = array(d.grant.to) },
+    })
+  else
+    r.degrade("ReferenceGrantUnsupported", ("%s ReferenceGrant is not served: the cross-namespace backend "
+      .. "%s %s/%s of HTTPRoute %s cannot be permitted"):format(M.GRANT_API, d.ref.kind, d.ref.namespace,
+      d.ref.name, route_key))
   end
+end
 
-  -- HTTPRoute and ReferenceGrant
+--- Step of reconcile: the HTTPRoute to the decided backend (and its
+--- ReferenceGrant) and RouteAccepted. Returns whether HTTPRoute is served.
+local function reconcile_route(s, cr, observed, d, r)
   local route_served = served(M.GATEWAY_API, "HTTPRoute")
   local route_key = s.sched_ns .. "/" .. s.routing.route_name
-  if s.routing.enabled then
-    if not route_served then
-      set_later("RouteAccepted", false, "GatewayAPIUnsupported",
-        ("%s HTTPRoute is not served (install the Gateway API CRDs); HTTPRoute %s not created")
-          :format(M.GATEWAY_API, route_key))
-    elseif d.backend == "None" then
-      set_later("RouteAccepted", false, "RouteWithheld",
-        ("HTTPRoute %s withheld: %s"):format(route_key, d.pool and d.pool.reason or "no usable backend"))
-    else
-      local ref = copy_map(d.ref)
-      add({
-        apiVersion = M.GATEWAY_API, kind = "HTTPRoute",
-        metadata = meta(s.routing.route_name, s.sched_ns, labels.standard(cr, "routing")),
-        spec = {
-          parentRefs = array({ { group = "gateway.networking.k8s.io", kind = "Gateway",
-            name = s.routing.parent.name, namespace = s.routing.parent.namespace } }),
-          rules = array({ {
-            matches = array({ { path = { type = "PathPrefix", value = "/" } } }),
-            backendRefs = array({ ref }),
-            timeouts = { backendRequest = "0s", request = "0s" },
-          } }),
-        },
-      })
-      if d.grant then
-        if served(M.GRANT_API, "ReferenceGrant") then
-          add({
-            apiVersion = M.GRANT_API, kind = "ReferenceGrant",
-            metadata = meta(d.grant.name, d.grant.namespace, labels.standard(cr, "routing")),
-            spec = { from = array(d.grant.from), to = array(d.grant.to) },
-          })
-        else
-          degrade("ReferenceGrantUnsupported", ("%s ReferenceGrant is not served: the cross-namespace backend "
-            .. "%s %s/%s of HTTPRoute %s cannot be permitted"):format(M.GRANT_API, d.ref.kind, d.ref.namespace,
-            d.ref.name, route_key))
-        end
-      end
-      local route = names.observed_child(observed, M.GATEWAY_API, "HTTPRoute", s.sched_ns, s.routing.route_name)
-      local rc = routes.route_condition(route, s.routing.parent, d.ref, route_key)
-      set_later("RouteAccepted", rc.status, rc.reason, rc.message)
-    end
+  if not s.routing.enabled then return route_served end
+  if not route_served then
+    r.set_later("RouteAccepted", false, "GatewayAPIUnsupported",
+      ("%s HTTPRoute is not served (install the Gateway API CRDs); HTTPRoute %s not created")
+        :format(M.GATEWAY_API, route_key))
+  elseif d.backend == "None" then
+    r.set_later("RouteAccepted", false, "RouteWithheld",
+      ("HTTPRoute %s withheld: %s"):format(route_key, d.pool and d.pool.reason or "no usable backend"))
+  else
+    local ref = copy_map(d.ref)
+    r.add({
+      apiVersion = M.GATEWAY_API, kind = "HTTPRoute",
+      metadata = meta(s.routing.route_name, s.sched_ns, labels.standard(cr, "routing")),
+      spec = {
+        parentRefs = array({ { group = "gateway.networking.k8s.io", kind = "Gateway",
+          name = s.routing.parent.name, namespace = s.routing.parent.namespace } }),
+        rules = array({ {
+          matches = array({ { path = { type = "PathPrefix", value = "/" } } }),
+          backendRefs = array({ ref }),
+          timeouts = { backendRequest = "0s", request = "0s" },
+        } }),
+      },
+    })
+    if d.grant then reconcile_grant(cr, d, route_key, r) end
+    local route = names.observed_child(observed, M.GATEWAY_API, "HTTPRoute", s.sched_ns, s.routing.route_name)
+    local rc = routes.route_condition(route, s.routing.parent, d.ref, route_key)
+    r.set_later("RouteAccepted", rc.status, rc.reason, rc.message)
   end
+  return route_served
+end
 
-  -- Istio: DestinationRules and the EnvoyFilter
+--- Step of reconcile: the Istio DestinationRules: load balancing of the proxy
+--- Service (spec.destinationRule) and TLS to a secureServing EPP.
+local function reconcile_destination_rules(s, cr, p, r)
+  local is_istio = s.gateway.class == "istio"
   local dr_served = served(M.DR_API, "DestinationRule")
   if s.dr.enabled then
     if not is_istio then
-      degrade("DestinationRuleNotApplicable", ("spec.destinationRule.enabled: gateway class %q is not istio; "
+      r.degrade("DestinationRuleNotApplicable", ("spec.destinationRule.enabled: gateway class %q is not istio; "
         .. "no DestinationRule for Service %s/%s"):format(s.gateway.class, s.sim_ns, s.proxy.name))
     elseif not dr_served then
-      degrade("IstioNotInstalled", ("spec.destinationRule.enabled: %s DestinationRule is not served (is Istio "
+      r.degrade("IstioNotInstalled", ("spec.destinationRule.enabled: %s DestinationRule is not served (is Istio "
         .. "installed?); load balancing of Service %s/%s left to the default"):format(M.DR_API, s.sim_ns,
         s.proxy.name))
     else
-      add({
+      r.add({
         apiVersion = M.DR_API, kind = "DestinationRule",
         metadata = meta(s.proxy.name .. "-lb", s.sim_ns, labels.standard(cr, "proxy")),
         spec = {
@@ -807,7 +820,7 @@ function M.reconcile(cr, observed, ctx)
       local hosts = { { s.sched_ns } }
       if s.pool.managed and p.served and p.namespace ~= s.sched_ns then hosts[2] = { p.namespace } end
       for _, h in ipairs(hosts) do
-        add({
+        r.add({
           apiVersion = M.DR_API, kind = "DestinationRule",
           metadata = meta(s.epp.name, h[1], labels.standard(cr, "epp")),
           spec = {
@@ -817,80 +830,95 @@ function M.reconcile(cr, observed, ctx)
         })
       end
     else
-      degrade("IstioNotInstalled", ("spec.epp.secureServing: %s DestinationRule is not served, so the istio "
+      r.degrade("IstioNotInstalled", ("spec.epp.secureServing: %s DestinationRule is not served, so the istio "
         .. "gateway cannot originate TLS to EPP %s/%s"):format(M.DR_API, s.sched_ns, s.epp.name))
     end
   end
-  if s.ef.enabled then
-    local ef_key = s.ef.namespace .. "/" .. s.ef.name
-    local gw_sel = s.ef.selector[M.GATEWAY_NAME_LABEL]
-    if not is_istio then
-      set_later("EnvoyFilterApplied", false, "GatewayClassNotIstio",
-        ("spec.envoyFilter.enabled: gateway class %q is not istio; it reads the InferencePool's endpoint "
-          .. "picker itself, no EnvoyFilter created"):format(s.gateway.class))
-    elseif not served(M.EF_API, "EnvoyFilter") then
-      set_later("EnvoyFilterApplied", false, "EnvoyFilterUnsupported",
-        ("spec.envoyFilter.enabled: %s EnvoyFilter is not served (is Istio installed?); EnvoyFilter %s not created")
-          :format(M.EF_API, ef_key))
-    else
-      add(envoy_filter(s, cr, row, d))
-      local gw = s.gateway.enabled and s.routing.parent.name == s.gateway.name
-        and s.routing.parent.namespace == s.sched_ns
-        and names.observed_child(observed, M.GATEWAY_API, "Gateway", s.sched_ns, s.gateway.name)
-      local prog = gw and programmed(gw)
-      if gw_sel and gw_sel ~= s.routing.parent.name then
-        set_later("EnvoyFilterApplied", false, "WorkloadSelectorMismatch",
-          ("spec.envoyFilter.workloadSelector %s=%s does not select the pods of Gateway %s/%s the HTTPRoute "
-            .. "attaches to"):format(M.GATEWAY_NAME_LABEL, gw_sel, s.routing.parent.namespace, s.routing.parent.name))
-      elseif not names.observed_child(observed, M.EF_API, "EnvoyFilter", s.ef.namespace, s.ef.name) then
-        set_later("EnvoyFilterApplied", "Unknown", "Pending", ("EnvoyFilter %s not applied yet"):format(ef_key))
-      elseif prog and prog.status == "False" then
-        set_later("EnvoyFilterApplied", false, "GatewayNotProgrammed",
-          ("Gateway %s/%s is not Programmed (%s: %s): no gateway pods carry EnvoyFilter %s")
-            :format(s.sched_ns, s.gateway.name, tostring(prog.reason), tostring(prog.message), ef_key))
-      else
-        set_later("EnvoyFilterApplied", true, "Applied",
-          ("EnvoyFilter %s applied to pods with %s; ext_proc to %s:%d (%s)"):format(ef_key, map_text(s.ef.selector),
-            names.service_fqdn(s.epp.name, s.sched_ns), s.epp.port, s.epp.secure and "TLS" or "plain HTTP/2"))
-      end
-    end
-  end
+end
 
-  -- conditions, in the order Ready's reason is taken from
+--- Step of reconcile: the EnvoyFilter of spec.envoyFilter and EnvoyFilterApplied
+--- (from the gateway class, the kind being served, the selector, the Gateway's Programmed).
+local function reconcile_envoy_filter(s, cr, observed, row, d, r)
+  local ef_key = s.ef.namespace .. "/" .. s.ef.name
+  local gw_sel = s.ef.selector[M.GATEWAY_NAME_LABEL]
+  if s.gateway.class ~= "istio" then
+    r.set_later("EnvoyFilterApplied", false, "GatewayClassNotIstio",
+      ("spec.envoyFilter.enabled: gateway class %q is not istio; it reads the InferencePool's endpoint "
+        .. "picker itself, no EnvoyFilter created"):format(s.gateway.class))
+    return
+  end
+  if not served(M.EF_API, "EnvoyFilter") then
+    r.set_later("EnvoyFilterApplied", false, "EnvoyFilterUnsupported",
+      ("spec.envoyFilter.enabled: %s EnvoyFilter is not served (is Istio installed?); EnvoyFilter %s not created")
+        :format(M.EF_API, ef_key))
+    return
+  end
+  r.add(envoy_filter(s, cr, row, d))
+  local gw = s.gateway.enabled and s.routing.parent.name == s.gateway.name
+    and s.routing.parent.namespace == s.sched_ns
+    and names.observed_child(observed, M.GATEWAY_API, "Gateway", s.sched_ns, s.gateway.name)
+  local prog = gw and programmed(gw)
+  if gw_sel and gw_sel ~= s.routing.parent.name then
+    r.set_later("EnvoyFilterApplied", false, "WorkloadSelectorMismatch",
+      ("spec.envoyFilter.workloadSelector %s=%s does not select the pods of Gateway %s/%s the HTTPRoute "
+        .. "attaches to"):format(M.GATEWAY_NAME_LABEL, gw_sel, s.routing.parent.namespace, s.routing.parent.name))
+  elseif not names.observed_child(observed, M.EF_API, "EnvoyFilter", s.ef.namespace, s.ef.name) then
+    r.set_later("EnvoyFilterApplied", "Unknown", "Pending", ("EnvoyFilter %s not applied yet"):format(ef_key))
+  elseif prog and prog.status == "False" then
+    r.set_later("EnvoyFilterApplied", false, "GatewayNotProgrammed",
+      ("Gateway %s/%s is not Programmed (%s: %s): no gateway pods carry EnvoyFilter %s")
+        :format(s.sched_ns, s.gateway.name, tostring(prog.reason), tostring(prog.message), ef_key))
+  else
+    r.set_later("EnvoyFilterApplied", true, "Applied",
+      ("EnvoyFilter %s applied to pods with %s; ext_proc to %s:%d (%s)"):format(ef_key, map_text(s.ef.selector),
+        names.service_fqdn(s.epp.name, s.sched_ns), s.epp.port, s.epp.secure and "TLS" or "plain HTTP/2"))
+  end
+end
+
+--- Step of reconcile: the conditions, set in the order Ready's reason is taken from.
+--- @return Condition[]
+local function condition_list(s, cr, ctx, observed, row, d, r)
+  local cs = conditions.new_set(cr)
   if d.pool then cs:set("PoolResolved", d.pool.status, d.pool.reason, d.pool.message) end
   if s.epp.enabled then
     local st, reason, msg = epp_condition(s, observed, row)
     cs:set("EPPReady", st, reason, msg)
   end
   for _, t in ipairs({ "RouteAccepted", "EnvoyFilterApplied" }) do
-    local c = later[t]
+    local c = r.later[t]
     if c then cs:set(t, c[1], c[2], c[3]) end
   end
-  if #degraded > 0 then
+  if #r.degraded > 0 then
     local msgs = {}
-    for _, x in ipairs(degraded) do msgs[#msgs + 1] = x.message end
-    cs:set("Degraded", true, degraded[1].reason, table.concat(msgs, "; "))
+    for _, x in ipairs(r.degraded) do msgs[#msgs + 1] = x.message end
+    cs:set("Degraded", true, r.degraded[1].reason, table.concat(msgs, "; "))
   else
     cs:set("Degraded", false, "AsExpected", "every requested component is supported and configured")
   end
   cs:summarize({ reason = "Ready", message = ("SchedulerInstall ready: backend %s"):format(d.backend) })
+  return cs:list(ctx and ctx.now)
+end
 
-  local list = cs:list(ctx and ctx.now)
+--- Step of reconcile: the status: backend and its ref, pool, versions, conditions.
+local function build_status(s, facts, p, v, d, route_served, list)
   local status = {
     backend = s.routing.enabled and route_served and d.backend or "None",
     inferencePool = facts.pool_applies and { apiVersion = p.apiVersion, name = p.name, namespace = p.namespace,
       managed = s.pool.managed } or nil,
-    eppVersion = s.epp.enabled and row.version or nil,
-    kvCacheMetric = kv_metric,
+    eppVersion = s.epp.enabled and v.row.version or nil,
+    kvCacheMetric = v.kv_metric,
     conditions = list,
   }
   if s.routing.enabled and route_served and d.ref then
     status.backendRef = { group = d.ref.group, kind = d.ref.kind, name = d.ref.name,
       namespace = d.ref.namespace, port = d.ref.port }
   end
+  return status
+end
 
-  -- the reference operator's labels on children outside the CR's namespace
-  -- (it had no owner references there); kept so its selectors still work
+--- Step of reconcile: the reference operator's labels on children outside
+--- the CR's namespace (it had no owner references there); kept so its selectors still work.
+local function add_reference_labels(cr, children)
   for _, c in ipairs(children) do
     if c.metadata.namespace ~= cr.metadata.namespace and names.valid_label_value(cr.metadata.name) then
       c.metadata.labels = labels.merge(c.metadata.labels, {
@@ -899,7 +927,10 @@ function M.reconcile(cr, observed, ctx)
       })
     end
   end
+end
 
+--- Step of reconcile: an Event for each transition of Ready.
+local function ready_events(cr, list)
   local events = {}
   local prev = dig(cr, "status", "conditions")
   for _, t in ipairs(conditions.transitions(prev, list)) do
@@ -907,8 +938,39 @@ function M.reconcile(cr, observed, ctx)
       events[#events + 1] = { type = conditions.event_type(t), reason = t.reason, message = t.message }
     end
   end
+  return events
+end
 
-  return { children = children, status = status, events = events }
+--- The reconcile entry point (doc/architecture.md, "The reconcile contract"):
+--- the desired children in every namespace the CR reaches and the status.
+--- The routing decision is the policy's (schedulerinstall.routing knobs,
+--- applied by schedulerinstall.route to the RoutingFacts gathered here).
+--- Raises k8s.terminal for a spec no reconcile can fix (Ready=False InvalidSpec).
+--- @param cr k8s.Object      the SchedulerInstall as the cache holds it
+--- @param observed k8s.Observed  the children the runtime found (owner label)
+--- @param ctx k8s.Ctx|nil
+--- @return k8s.Result
+function M.reconcile(cr, observed, ctx)
+  if ctx and ctx.finalizing then return { finalized = true } end
+  local s = M.resolve(cr)
+  local r = collector()
+  local v = version_facts(s)
+  local facts, p, d = routing_decision(s, cr)
+
+  if s.epp.enabled then reconcile_epp(s, cr, v, p, r) end
+  r.add(proxy_service(s, cr))
+  if s.pool.managed and s.epp.enabled and p.served then
+    managed_pool(s, cr, p, r.add)
+  end
+  if s.gateway.enabled then reconcile_gateway(s, cr, r) end
+  local route_served = reconcile_route(s, cr, observed, d, r)
+  reconcile_destination_rules(s, cr, p, r)
+  if s.ef.enabled then reconcile_envoy_filter(s, cr, observed, v.row, d, r) end
+
+  local list = condition_list(s, cr, ctx, observed, v.row, d, r)
+  local status = build_status(s, facts, p, v, d, route_served, list)
+  add_reference_labels(cr, r.children)
+  return { children = r.children, status = status, events = ready_events(cr, list) }
 end
 
 -- ---------------------------------------------------- watch map functions
