@@ -124,16 +124,9 @@ local function checker()
   return c
 end
 
---- The CR's spec with every default applied (the CRD's defaults, repeated
---- here for objects that bypassed them), validated. Raises a terminal error
---- naming the fields when the spec is invalid.
---- @param cr table
---- @return table s   the normalised spec
-function M.normalize(cr)
-  local spec = default(cr.spec, {})
-  local c = checker()
-  local s = { name = cr.metadata.name, namespace = cr.metadata.namespace }
-
+--- Step of normalize: the image, verbosity, replicas and resources shared by
+--- the stages, and spec.service (the legacy proxy Service).
+local function normalize_simulator(s, spec, c)
   s.image = c.str("spec.image", default(spec.image, versions.SIM_IMAGE))
   s.log_verbosity = c.int("spec.logVerbosity", default(spec.logVerbosity, 5), 0)
   s.replicas = c.int("spec.replicas", default(spec.replicas, 2), 1)
@@ -144,7 +137,10 @@ function M.normalize(cr)
     port = c.port("spec.service.port", default(dig(spec, "service", "port"), 8200)),
     type = c.enum("spec.service.type", default(dig(spec, "service", "type"), "ClusterIP"), M.SERVICE_TYPES),
   }
+end
 
+--- Step of normalize: the enabled stages (prefill, decode) in M.STAGES order; none is the legacy layout.
+local function normalize_stages(s, spec, c)
   s.stages = {}
   for _, stage in ipairs(M.STAGES) do
     local st = default(spec[stage], {})
@@ -162,7 +158,10 @@ function M.normalize(cr)
     end
   end
   s.legacy = #s.stages == 0
+end
 
+--- Step of normalize: spec.loadBalancing (the Istio DestinationRule).
+local function normalize_lb(s, spec, c)
   local lb = default(spec.loadBalancing, {})
   s.lb = {
     enabled = lb.enabled == true,
@@ -172,7 +171,10 @@ function M.normalize(cr)
     per_conn = c.int("spec.loadBalancing.connectionPool.maxRequestsPerConnection",
       default(dig(lb, "connectionPool", "maxRequestsPerConnection"), 1), 0),
   }
+end
 
+--- Step of normalize: spec.epp; its port and health port (port + 1) must miss the metrics port.
+local function normalize_epp(s, spec, c)
   local epp_spec = default(spec.epp, {})
   s.epp = { enabled = epp_spec.enabled == true }
   if s.epp.enabled then
@@ -187,7 +189,11 @@ function M.normalize(cr)
         s.epp.port, s.epp.port + 1, M.EPP_METRICS_PORT))
     end
   end
+end
 
+--- Step of normalize: spec.gateway (Gateway API) and spec.inferenceGateway
+--- (self-managed Envoy); their names and ports must not collide.
+local function normalize_gateways(s, spec, c)
   local gw = default(spec.gateway, {})
   s.gateway = {
     enabled = gw.enabled == true,
@@ -226,7 +232,23 @@ function M.normalize(cr)
       end
     end
   end
+end
 
+--- The CR's spec with every default applied (the CRD's defaults, repeated
+--- here for objects that bypassed them), validated. Raises a terminal error
+--- naming the fields when the spec is invalid (every message, in the order
+--- of the steps below).
+--- @param cr table
+--- @return table s   the normalised spec
+function M.normalize(cr)
+  local spec = default(cr.spec, {})
+  local c = checker()
+  local s = { name = cr.metadata.name, namespace = cr.metadata.namespace }
+  normalize_simulator(s, spec, c)
+  normalize_stages(s, spec, c)
+  normalize_lb(s, spec, c)
+  normalize_epp(s, spec, c)
+  normalize_gateways(s, spec, c)
   if #c.errs == 0 then M.build_args(s, c) end
   if #c.errs > 0 then k8s.terminal(table.concat(c.errs, "; ")) end
   return s
