@@ -663,66 +663,50 @@ local function endpoints(s, url)
   return obj.array(out)
 end
 
---- The reconcile entry point (doc/architecture.md, "The reconcile contract"):
---- the desired children and the status for one SimulatorDeployment. Raises
---- k8s.terminal for a spec no reconcile can fix (Ready=False InvalidSpec).
---- @param cr k8s.Object      the SimulatorDeployment as the cache holds it
---- @param observed k8s.Observed  the children the runtime found (owner label)
---- @param ctx k8s.Ctx|nil
---- @return k8s.Result
-function M.reconcile(cr, observed, ctx)
-  if ctx and ctx.finalizing then
-    return { children = obj.array({}), finalized = true }
+--- Step of reconcile: the EPP's children and its InferencePool; Degraded
+--- (InferencePoolNotInstalled) when InferencePool is not served.
+local function reconcile_epp(cr, s, children, degraded)
+  local pool_served = k8s.discovery.served(KINDS.InferencePool.apiVersion, "InferencePool")
+  epp_children(cr, s, children, pool_served)
+  if not pool_served then
+    degraded[#degraded + 1] = { "InferencePoolNotInstalled",
+      "spec.epp.enabled: kind InferencePool (inference.networking.k8s.io/v1) is not served; the EPP runs "
+      .. "but cannot find its pool " .. M.POOL_NAME .. " until the Gateway API Inference Extension CRDs "
+      .. "are installed" }
   end
-  local s = M.normalize(cr)
-  local served = k8s.discovery.served
-  local children = {}
-  local degraded = {}
+end
 
-  if s.legacy then
-    legacy_children(cr, s, children)
+--- Step of reconcile: the Gateway API Gateway and HTTPRoute; Degraded
+--- (GatewayAPINotInstalled) naming the kinds not served.
+local function reconcile_gateway_api(cr, s, children, degraded)
+  local missing = {}
+  for _, k in ipairs({ "Gateway", "HTTPRoute" }) do
+    if not k8s.discovery.served(KINDS[k].apiVersion, k) then missing[#missing + 1] = k end
+  end
+  if #missing == 0 then
+    gateway_api_children(cr, s, children)
   else
-    for _, st in ipairs(s.stages) do stage_children(cr, s, st, children) end
+    degraded[#degraded + 1] = { "GatewayAPINotInstalled",
+      string.format("spec.gateway.enabled: kind %s (gateway.networking.k8s.io/v1) is not served; install the "
+        .. "Gateway API CRDs", table.concat(missing, ", ")) }
   end
+end
 
-  if s.epp.enabled then
-    local pool_served = served(KINDS.InferencePool.apiVersion, "InferencePool")
-    epp_children(cr, s, children, pool_served)
-    if not pool_served then
-      degraded[#degraded + 1] = { "InferencePoolNotInstalled",
-        "spec.epp.enabled: kind InferencePool (inference.networking.k8s.io/v1) is not served; the EPP runs "
-        .. "but cannot find its pool " .. M.POOL_NAME .. " until the Gateway API Inference Extension CRDs "
-        .. "are installed" }
-    end
+--- Step of reconcile: the load-balancing DestinationRule; Degraded
+--- (IstioNotInstalled) when DestinationRule is not served.
+local function reconcile_lb(cr, s, children, degraded)
+  if k8s.discovery.served(KINDS.DestinationRule.apiVersion, "DestinationRule") then
+    destination_rule(cr, s, children)
+  else
+    degraded[#degraded + 1] = { "IstioNotInstalled",
+      "spec.loadBalancing.enabled: kind DestinationRule (networking.istio.io/v1) is not served; install "
+      .. "Istio to apply the " .. s.lb.algorithm .. " load-balancing policy" }
   end
+end
 
-  for _, g in ipairs(s.gateways) do gateway_instance_children(cr, s, g, children) end
-
-  if s.gateway.enabled then
-    local missing = {}
-    for _, k in ipairs({ "Gateway", "HTTPRoute" }) do
-      if not served(KINDS[k].apiVersion, k) then missing[#missing + 1] = k end
-    end
-    if #missing == 0 then
-      gateway_api_children(cr, s, children)
-    else
-      degraded[#degraded + 1] = { "GatewayAPINotInstalled",
-        string.format("spec.gateway.enabled: kind %s (gateway.networking.k8s.io/v1) is not served; install the "
-          .. "Gateway API CRDs", table.concat(missing, ", ")) }
-    end
-  end
-
-  if s.lb.enabled then
-    if served(KINDS.DestinationRule.apiVersion, "DestinationRule") then
-      destination_rule(cr, s, children)
-    else
-      degraded[#degraded + 1] = { "IstioNotInstalled",
-        "spec.loadBalancing.enabled: kind DestinationRule (networking.istio.io/v1) is not served; install "
-        .. "Istio to apply the " .. s.lb.algorithm .. " load-balancing policy" }
-    end
-  end
-
-  -- readiness from the observed Deployments
+--- Step of readiness: the Deployments to check: serving ones (counted in
+--- replicas and the Ready summary) and the others (EPP, gateways).
+local function watched_deployments(cr, s)
   local serving, others = {}, {}
   if s.legacy then
     serving[1] = { name = M.legacy_name(cr), want = s.replicas }
@@ -733,38 +717,48 @@ function M.reconcile(cr, observed, ctx)
   end
   if s.epp.enabled then others[#others + 1] = { name = M.EPP_NAME, want = s.epp.replicas } end
   for _, g in ipairs(s.gateways) do others[#others + 1] = { name = g.name, want = g.replicas } end
+  return serving, others
+end
 
-  local replicas, ready = 0, 0
-  local waiting, failed, summary = {}, {}, {}
-  local decode -- status.decode: what the scale subresource reads (kubectl scale, HPA)
+--- Step of reconcile: readiness from the observed Deployments: replica
+--- totals, the decode view (what the scale subresource reads: kubectl
+--- scale, HPA), and the waiting, failed and summary messages.
+local function readiness(cr, s, observed)
+  local serving, others = watched_deployments(cr, s)
+  local rd = { replicas = 0, ready = 0, waiting = {}, failed = {}, summary = {}, decode = nil }
   local function check(d, count)
     local dep = names.observed_child(observed, "apps/v1", "Deployment", s.namespace, d.name)
     local r = obj.deployment_readiness(dep)
     if d.stage == "decode" then
-      decode = { replicas = r.replicas, readyReplicas = r.ready,
-                 selector = labels.selector_text(labels.serving_selector(cr, "decode")) }
+      rd.decode = { replicas = r.replicas, readyReplicas = r.ready,
+                    selector = labels.selector_text(labels.serving_selector(cr, "decode")) }
     end
     if count then
-      replicas = replicas + r.replicas
-      ready = ready + r.ready
-      summary[#summary + 1] = string.format("%s %d/%d", d.name, r.ready, d.want)
+      rd.replicas = rd.replicas + r.replicas
+      rd.ready = rd.ready + r.ready
+      rd.summary[#rd.summary + 1] = string.format("%s %d/%d", d.name, r.ready, d.want)
     end
     if not r.found then
-      waiting[#waiting + 1] = string.format("Deployment %s: not created yet", d.name)
+      rd.waiting[#rd.waiting + 1] = string.format("Deployment %s: not created yet", d.name)
     elseif r.failed then
-      failed[#failed + 1] = string.format("Deployment %s: %s", d.name, r.failed)
+      rd.failed[#rd.failed + 1] = string.format("Deployment %s: %s", d.name, r.failed)
     elseif not (r.ready_all and r.desired == d.want) then
-      waiting[#waiting + 1] = string.format("Deployment %s: %d/%d ready", d.name, r.ready, d.want)
+      rd.waiting[#rd.waiting + 1] = string.format("Deployment %s: %d/%d ready", d.name, r.ready, d.want)
     end
   end
   for _, d in ipairs(serving) do check(d, true) end
   for _, d in ipairs(others) do check(d, false) end
+  return rd
+end
 
-  for _, f in ipairs(failed) do degraded[#degraded + 1] = { "DeploymentFailed", f } end
-
+--- Step of reconcile: Progressing, Degraded (a failed Deployment is one more
+--- reason, after the unserved kinds) and Ready; returns the condition list.
+--- @return Condition[]
+local function condition_list(cr, ctx, rd, degraded)
+  for _, f in ipairs(rd.failed) do degraded[#degraded + 1] = { "DeploymentFailed", f } end
   local cs = conditions.new_set(cr)
-  if #waiting > 0 then
-    cs:set("Progressing", true, "RollingOut", table.concat(waiting, "; "))
+  if #rd.waiting > 0 then
+    cs:set("Progressing", true, "RollingOut", table.concat(rd.waiting, "; "))
   else
     cs:set("Progressing", false, "RolloutComplete", "every Deployment has its desired ready replicas")
   end
@@ -775,20 +769,13 @@ function M.reconcile(cr, observed, ctx)
   else
     cs:set("Degraded", false, "AsExpected", "all requested components are applied")
   end
-  cs:summarize({ reason = "AllReplicasReady", message = table.concat(summary, ", ") .. " ready" })
-  local list = cs:list(ctx and ctx.now)
+  cs:summarize({ reason = "AllReplicasReady", message = table.concat(rd.summary, ", ") .. " ready" })
+  return cs:list(ctx and ctx.now)
+end
 
-  local url = gateway_url(s, observed)
-  local status = {
-    replicas = replicas,
-    readyReplicas = ready,
-    decode = decode,
-    endpoints = endpoints(s, url),
-    gatewayURL = url,
-    conditions = list,
-  }
-
-  -- Events on transitions a user should see
+--- Step of reconcile: Events on the transitions a user should see (Ready
+--- gained or lost, Degraded raised).
+local function transition_events(cr, list)
   local events = {}
   local prev = dig(cr, "status", "conditions")
   for _, t in ipairs(conditions.transitions(prev, list)) do
@@ -800,6 +787,12 @@ function M.reconcile(cr, observed, ctx)
       events[#events + 1] = { type = "Warning", reason = t.reason, message = t.message }
     end
   end
+  return events
+end
+
+--- Step of reconcile: a Pruned Event (appended to `events`) for each observed
+--- Deployment in the CR's namespace that is no longer desired, sorted by name.
+local function prune_events(s, observed, children, events)
   local desired = {}
   for _, ch in ipairs(children) do desired[ch.kind .. "/" .. ch.metadata.name] = true end
   local deps = dig(observed, "children", names.kind_key("apps/v1", "Deployment")) or {}
@@ -814,7 +807,47 @@ function M.reconcile(cr, observed, ctx)
     events[#events + 1] = { type = "Normal", reason = "Pruned",
                             message = "Deployment " .. n .. " is no longer desired and is deleted" }
   end
+end
 
+--- The reconcile entry point (doc/architecture.md, "The reconcile contract"):
+--- the desired children and the status for one SimulatorDeployment. Raises
+--- k8s.terminal for a spec no reconcile can fix (Ready=False InvalidSpec).
+--- @param cr k8s.Object      the SimulatorDeployment as the cache holds it
+--- @param observed k8s.Observed  the children the runtime found (owner label)
+--- @param ctx k8s.Ctx|nil
+--- @return k8s.Result
+function M.reconcile(cr, observed, ctx)
+  if ctx and ctx.finalizing then
+    return { children = obj.array({}), finalized = true }
+  end
+  local s = M.normalize(cr)
+  local children = {}
+  local degraded = {} -- { reason, message }: kinds not served, then failed Deployments
+
+  if s.legacy then
+    legacy_children(cr, s, children)
+  else
+    for _, st in ipairs(s.stages) do stage_children(cr, s, st, children) end
+  end
+  if s.epp.enabled then reconcile_epp(cr, s, children, degraded) end
+  for _, g in ipairs(s.gateways) do gateway_instance_children(cr, s, g, children) end
+  if s.gateway.enabled then reconcile_gateway_api(cr, s, children, degraded) end
+  if s.lb.enabled then reconcile_lb(cr, s, children, degraded) end
+
+  local rd = readiness(cr, s, observed)
+  local list = condition_list(cr, ctx, rd, degraded)
+  local url = gateway_url(s, observed)
+  local status = {
+    replicas = rd.replicas,
+    readyReplicas = rd.ready,
+    decode = rd.decode,
+    endpoints = endpoints(s, url),
+    gatewayURL = url,
+    conditions = list,
+  }
+
+  local events = transition_events(cr, list)
+  prune_events(s, observed, children, events)
   local result = { children = obj.array(children), status = status }
   if #events > 0 then result.events = obj.array(events) end
   return result
