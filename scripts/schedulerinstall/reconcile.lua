@@ -435,6 +435,8 @@ local function epp_children(s, cr, row, p, kv_metric, add)
   return { argv = argv, rejected = epp.rejected_args(row, e.args), user_args = user_args }
 end
 
+--- Step of reconcile: the managed InferencePool (v1 or v1alpha2 shape) and,
+--- in another namespace than the EPP's, the EPP alias Service.
 local function managed_pool(s, cr, p, add)
   local std = labels.standard(cr, "inference-pool")
   local e = s.epp
@@ -469,6 +471,8 @@ local function managed_pool(s, cr, p, add)
   end
 end
 
+--- The EnvoyFilter: ext_proc to the EPP (replacing Istio's own for an
+--- InferencePool route), its cluster, and the per-route override.
 local function envoy_filter(s, cr, row, d)
   local e = s.epp
   local host = names.service_fqdn(e.name, s.sched_ns)
@@ -957,6 +961,8 @@ function M.reconcile(cr, observed, ctx)
   local v = version_facts(s)
   local facts, p, d = routing_decision(s, cr)
 
+  -- children in apply order: scheduler namespace (EPP), simulator namespace
+  -- (proxy Service), pool namespace, Gateway, route, Istio
   if s.epp.enabled then reconcile_epp(s, cr, v, p, r) end
   r.add(proxy_service(s, cr))
   if s.pool.managed and s.epp.enabled and p.served then
