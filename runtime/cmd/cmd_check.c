@@ -19,6 +19,7 @@
 #include "cmd/settings.h"
 #include "core/yaml.h"
 #include "lua/check.h"
+#include "core/util.h"
 
 #define OVERLAY_MAX_BYTES (4 << 20)
 
@@ -39,24 +40,6 @@ static void overlay_free(struct overlay *o)
   free(o->v);
   json_decref(o->cm);
   *o = (struct overlay){0};
-}
-
-static char *slurp(const char *path, size_t *len)
-{
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  char *buf = malloc(OVERLAY_MAX_BYTES + 1);
-  size_t n = buf ? fread(buf, 1, OVERLAY_MAX_BYTES + 1, f) : 0;
-  int bad = !buf || ferror(f) || n > OVERLAY_MAX_BYTES;
-  fclose(f);
-  if (bad) {
-    free(buf);
-    errno = errno ? errno : EFBIG;
-    return NULL;
-  }
-  buf[n] = '\0';
-  *len = n;
-  return buf;
 }
 
 /* Reads the overlay at path: a directory (each regular file is one key, named
@@ -89,7 +72,7 @@ static int overlay_read(const char *path, struct overlay *o)
         }
       }
       size_t len;
-      char *text = slurp(p, &len), *key = strdup(e->d_name);
+      char *text = k8s_read_file(p, OVERLAY_MAX_BYTES, &len), *key = strdup(e->d_name);
       if (!text || !key) {
         fprintf(stderr, "schedsim-operator check: --overlay %s: %s\n", p, strerror(errno));
         free(text), free(key);
@@ -105,7 +88,7 @@ static int overlay_read(const char *path, struct overlay *o)
     return d ? 0 : -1;
   }
   size_t len;
-  char *text = slurp(path, &len), err[600];
+  char *text = k8s_read_file(path, OVERLAY_MAX_BYTES, &len), err[600];
   if (!text) {
     fprintf(stderr, "schedsim-operator check: --overlay %s: %s\n", path, strerror(errno));
     return -1;

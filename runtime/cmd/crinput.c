@@ -11,42 +11,12 @@
 
 #include "cmd/crinput.h"
 #include "core/yaml.h"
+#include "core/util.h"
 
 const char *cr_sget(const json_t *o, const char *k)
 {
   const char *s = json_string_value(json_object_get(o, k));
   return s ? s : "";
-}
-
-/* Reads all of f (a file or a pipe: no seeking) into a malloc'd,
- * NUL-terminated buffer; NULL with errno on failure. */
-static char *read_all(FILE *f, size_t *len)
-{
-  size_t n = 0, cap = 0;
-  char *buf = NULL;
-  for (;;) {
-    if (cap - n < 4096) {
-      size_t nc = cap ? cap * 2 : 65536;
-      char *nb = realloc(buf, nc + 1);
-      if (!nb) {
-        free(buf);
-        errno = ENOMEM;
-        return NULL;
-      }
-      buf = nb, cap = nc;
-    }
-    size_t got = fread(buf + n, 1, cap - n, f);
-    n += got;
-    if (got == 0) break;
-  }
-  if (ferror(f)) {
-    free(buf);
-    if (!errno) errno = EIO;
-    return NULL;
-  }
-  buf[n] = '\0';
-  *len = n;
-  return buf;
 }
 
 int cr_load_docs(const char *prog, const char *path, json_t *out)
@@ -61,7 +31,7 @@ int cr_load_docs(const char *prog, const char *path, json_t *out)
   }
   FILE *f = is_stdin ? stdin : fopen(path, "rb");
   size_t len = 0;
-  char *text = f ? read_all(f, &len) : NULL;
+  char *text = f ? k8s_read_stream(f, 0, &len) : NULL;
   int e = errno;
   if (f && !is_stdin) fclose(f);
   if (!text) {

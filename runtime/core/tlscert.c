@@ -107,36 +107,9 @@ out:
 
 static char *read_text(const char *path, char *err, size_t errlen)
 {
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    k8s_seterr(err, errlen, "cannot read %s: %s", path, strerror(errno));
-    return NULL;
-  }
-  char *buf = NULL;
-  size_t len = 0, cap = 0, n;
-  char chunk[4096];
-  while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-    if (len + n + 1 > cap) {
-      cap = (len + n + 1) * 2;
-      char *nb = realloc(buf, cap);
-      if (!nb) {
-        free(buf);
-        fclose(f);
-        k8s_seterr(err, errlen, "%s: out of memory", path);
-        return NULL;
-      }
-      buf = nb;
-    }
-    memcpy(buf + len, chunk, n);
-    len += n;
-  }
-  fclose(f);
-  if (!buf) {
-    k8s_seterr(err, errlen, "%s: empty", path);
-    return NULL;
-  }
-  buf[len] = 0;
-  return buf;
+  char *text = k8s_read_file(path, 1 << 20, NULL);
+  if (!text) k8s_seterr(err, errlen, "cannot read %s: %s", path, strerror(errno));
+  return text;
 }
 
 int k8s_tls_load(const char *dir, const char *cert_name, const char *key_name, char **cert_pem,

@@ -1,10 +1,12 @@
 /* util.c: SHA-256 hex digests (libcrypto EVP), label-value validation and the
- * owner label value, RFC 3339 formatting, the two clocks and the error-buffer
- * formatter (util.h). */
+ * owner label value, RFC 3339 formatting, the two clocks, the error-buffer
+ * formatter and the file reader (util.h). */
 #include <ctype.h>
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <openssl/evp.h>
@@ -183,4 +185,49 @@ void k8s_seterr(char *err, size_t errlen, const char *fmt, ...)
   va_start(ap, fmt);
   vsnprintf(err, errlen, fmt, ap);
   va_end(ap);
+}
+
+char *k8s_read_stream(FILE *f, size_t max, size_t *len)
+{
+  size_t n = 0, cap = 0;
+  char *buf = NULL;
+  for (;;) {
+    if (cap - n < 4096) {
+      size_t nc = cap ? cap * 2 : 8192;
+      char *nb = realloc(buf, nc + 1);
+      if (!nb) {
+        free(buf);
+        errno = ENOMEM;
+        return NULL;
+      }
+      buf = nb, cap = nc;
+    }
+    size_t got = fread(buf + n, 1, cap - n, f);
+    n += got;
+    if (max && n > max) {
+      free(buf);
+      errno = EFBIG;
+      return NULL;
+    }
+    if (got == 0) break;
+  }
+  if (ferror(f)) {
+    free(buf);
+    errno = errno ? errno : EIO;
+    return NULL;
+  }
+  buf[n] = '\0';
+  if (len) *len = n;
+  return buf;
+}
+
+char *k8s_read_file(const char *path, size_t max, size_t *len)
+{
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  char *buf = k8s_read_stream(f, max, len);
+  int saved = errno;
+  fclose(f);
+  errno = saved;
+  return buf;
 }

@@ -6,6 +6,7 @@
 #define K8S_CORE_UTIL_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 /* Bytes needed for a SHA-256 hex digest plus NUL. */
 #define K8S_SHA256_HEX_LEN 65
@@ -48,6 +49,18 @@ size_t k8s_rfc3339_ms(double epoch, char out[K8S_TIME_BUF]);
  * truncates to fit; does nothing when err is NULL or errlen is 0. */
 void k8s_seterr(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* Reads all of f (a file or a pipe: no seeking) into a malloc'd buffer with
+ * a NUL after the last byte (the caller frees it); its length in *len when
+ * len is not NULL. max > 0 bounds the size: more is an error EFBIG. Returns
+ * NULL with errno set (EIO, ENOMEM, EFBIG) on failure; f is not closed. */
+char *k8s_read_stream(FILE *f, size_t max, size_t *len);
+
+/* k8s_read_stream of the file at path (opened and closed here); NULL with
+ * errno from fopen (ENOENT, EACCES, ...) when it cannot be opened. The one
+ * file reader of the runtime: kubeconfig, script sets, fixtures, overlays,
+ * certificates. */
+char *k8s_read_file(const char *path, size_t max, size_t *len);
 
 /* Monotonic clock in seconds (CLOCK_MONOTONIC); the `now` of the WorkQueue,
  * the RateLimiter and the event loop's timers. */

@@ -18,39 +18,6 @@
 
 /* ==== small helpers ======================================================== */
 
-/* Reads a whole file into a malloc'd NUL-terminated buffer. */
-static char *read_file(const char *path, size_t *len)
-{
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  size_t cap = 4096, n = 0;
-  char *buf = malloc(cap);
-  while (buf) {
-    size_t r = fread(buf + n, 1, cap - n - 1, f);
-    n += r;
-    if (r == 0) break;
-    if (n + 1 == cap) {
-      char *nb = realloc(buf, cap * 2);
-      if (!nb) {
-        free(buf);
-        buf = NULL;
-        break;
-      }
-      buf = nb;
-      cap *= 2;
-    }
-  }
-  int bad = ferror(f);
-  fclose(f);
-  if (!buf || bad) {
-    free(buf);
-    return NULL;
-  }
-  buf[n] = 0;
-  if (len) *len = n;
-  return buf;
-}
-
 static void wipe_free(char *p, size_t n)
 {
   if (!p) return;
@@ -164,7 +131,7 @@ static int load_blob(json_t *obj, const char *field, const char *path, char **ou
   const char *file = jstr(obj, field);
   if (file && *file) {
     char *p = resolve_path(path, file);
-    *out = p ? read_file(p, len) : NULL;
+    *out = p ? k8s_read_file(p, 0, len) : NULL;
     if (!*out) {
       k8s_seterr(err, errlen, "%s: %s: cannot read %s: %s", path ? path : "<kubeconfig>", field,
                  p ? p : file, strerror(errno));
@@ -189,7 +156,7 @@ static int read_token_file(struct k8s_config *cfg)
   struct stat st;
   if (stat(cfg->token_file, &st) != 0) return -1;
   size_t len = 0;
-  char *t = read_file(cfg->token_file, &len);
+  char *t = k8s_read_file(cfg->token_file, 0, &len);
   if (!t) return -1;
   rtrim(t);
   if (cfg->token) wipe_free(cfg->token, strlen(cfg->token));
@@ -309,7 +276,7 @@ static int load_file(const char *path, const char *context, struct k8s_config **
                      size_t errlen)
 {
   size_t len = 0;
-  char *text = read_file(path, &len);
+  char *text = k8s_read_file(path, 0, &len);
   if (!text) {
     k8s_seterr(err, errlen, "%s: cannot read kubeconfig: %s", path, strerror(errno));
     return -1;
@@ -339,13 +306,13 @@ static int load_in_cluster(struct k8s_config **out, char *err, size_t errlen)
     k8s_config_free(cfg);
     return -1;
   }
-  cfg->ca = read_file(SA_DIR "/ca.crt", &cfg->ca_len);
+  cfg->ca = k8s_read_file(SA_DIR "/ca.crt", 0, &cfg->ca_len);
   if (!cfg->ca) {
     k8s_seterr(err, errlen, "in-cluster: cannot read %s/ca.crt: %s", SA_DIR, strerror(errno));
     k8s_config_free(cfg);
     return -1;
   }
-  char *ns = read_file(SA_DIR "/namespace", NULL);
+  char *ns = k8s_read_file(SA_DIR "/namespace", 0, NULL);
   if (ns) {
     rtrim(ns);
     cfg->namespace = ns;

@@ -16,6 +16,7 @@
 #include "lua/embedded.h"
 #include "lua/fixture.h"
 #include "lua/memsource.h"
+#include "core/util.h"
 
 #define FIXTURE_DEFAULT_NOW "2026-01-01T00:00:00Z"
 
@@ -26,29 +27,10 @@ const struct schedsim_embedded *lk_embedded(const char *name)
   return NULL;
 }
 
-static char *slurp(const char *path, size_t *len)
-{
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
-  if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-    free(buf);
-    buf = NULL;
-  }
-  fclose(f);
-  if (!buf) return NULL;
-  buf[n] = '\0';
-  *len = (size_t)n;
-  return buf;
-}
-
 json_t *lk_fixture_load(const char *path, char *err, size_t errlen)
 {
   size_t len;
-  char *text = slurp(path, &len);
+  char *text = k8s_read_file(path, 0, &len);
   if (!text) {
     snprintf(err, errlen, "%s: %s", path, strerror(errno));
     return NULL;

@@ -13,6 +13,7 @@
 #include <openssl/evp.h>
 
 #include "lua/scriptset.h"
+#include "core/util.h"
 
 #define MAX_DEPTH 16
 #define MAX_FILE_BYTES (4 << 20)
@@ -82,35 +83,6 @@ struct collect {
   char *err;
   size_t errlen;
 };
-
-static char *read_file(const char *path, size_t *len)
-{
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  char *buf = NULL;
-  size_t cap = 0, n = 0;
-  for (;;) {
-    if (n + 4096 + 1 > cap) {
-      cap = cap ? cap * 2 : 8192;
-      char *nb = realloc(buf, cap);
-      if (!nb) break;
-      buf = nb;
-    }
-    size_t r = fread(buf + n, 1, cap - n - 1, f);
-    n += r;
-    if (r == 0 || n > MAX_FILE_BYTES) break;
-  }
-  int bad = ferror(f) || !buf || n > MAX_FILE_BYTES;
-  fclose(f);
-  if (bad) {
-    free(buf);
-    errno = errno ? errno : EFBIG;
-    return NULL;
-  }
-  buf[n] = '\0';
-  *len = n;
-  return buf;
-}
 
 static int add_module(struct collect *c, char *name, char *path, char *source, size_t len,
                       int overlay)
@@ -202,7 +174,7 @@ static int walk(struct collect *c, const char *rel, int depth)
       break;
     }
     size_t srclen;
-    char *src = read_file(cpath, &srclen);
+    char *src = k8s_read_file(cpath, MAX_FILE_BYTES, &srclen);
     if (!src) {
       snprintf(c->err, c->errlen, "%s: %s", cpath, strerror(errno));
       rc = -1;

@@ -5,33 +5,14 @@
 -- row whose `since` is <= the image's version applies. Untagged images
 -- ("latest", "dev", a digest) get the current name.
 -- Source: the KV gauge rename in llm-d-inference-sim v0.7.0 (llm-d/llm-d-inference-sim#307).
+local semver = require("lib.version")
+
 local M = {}
 
 -- ---------------------------------------------------------------- parsing
 
---- The tag of an image reference ("repo/name:tag@sha256:..." -> "tag"), or nil.
-function M.image_tag(image)
-  if type(image) ~= "string" then return nil end
-  local ref = image:gsub("@.*$", "")
-  local last = ref:match("[^/]*$")
-  return last:match(":([^:]+)$")
-end
-
---- Parses "v0.4.0", "0.7", "v0.5.0-rc.1" into { major, minor, patch }, or nil.
-function M.parse(tag)
-  if type(tag) ~= "string" then return nil end
-  local a, b, c = tag:match("^v?(%d+)%.(%d+)%.?(%d*)")
-  if not a then return nil end
-  return { tonumber(a), tonumber(b), tonumber(c) or 0 }
-end
-
---- -1, 0, 1 like strcmp, for two parsed versions.
-function M.compare(x, y)
-  for i = 1, 3 do
-    if x[i] ~= y[i] then return x[i] < y[i] and -1 or 1 end
-  end
-  return 0
-end
+-- image tags and versions: lib/version.lua (shared with lib/epp.lua)
+M.image_tag, M.parse, M.compare = semver.image_tag, semver.parse, semver.compare
 
 local function pick(rows, version)
   if not version then return rows[1] end

@@ -36,17 +36,7 @@ local GW = "infra-inference-scheduling-inference-gateway"
 local EPP = "gaie-inference-scheduling-epp"
 local SCRIPTS_NS, SCRIPTS_CM = "schedsim-system", "schedsim-scripts"
 
-local function reason()
-  if not cluster.available() then return "no local control plane" end
-  if os.getenv("SCHEDSIM_DATAPLANE") ~= "1" then
-    return "no data plane: " .. (os.getenv("SCHEDSIM_DATAPLANE_REASON") or "not started with --dataplane")
-  end
-  local served = os.getenv("SCHEDSIM_DATAPLANE_SERVED") or ""
-  if not (served:find("llm-d-inference-sim", 1, true) and served:find("llm-d-inference-scheduler", 1, true)) then
-    return "the data plane serves only '" .. served .. "' (see spec/cluster/build-dataplane's output)"
-  end
-  return nil
-end
+local reason = cluster.dataplane_missing
 
 -- warmup: probes sent while an EPP may still answer 503 (it has not listed its
 -- pool yet); printed, not in sent/answered/failed

@@ -16,17 +16,7 @@ local q, sh, must = cluster.q, cluster.sh, cluster.must
 
 local ROOT = cluster.root
 
-local function reason()
-  if not cluster.available() then return "no local control plane" end
-  if os.getenv("SCHEDSIM_DATAPLANE") ~= "1" then
-    return "no data plane: " .. (os.getenv("SCHEDSIM_DATAPLANE_REASON") or "not started with --dataplane")
-  end
-  local served = os.getenv("SCHEDSIM_DATAPLANE_SERVED") or ""
-  if not (served:find("llm-d-inference-sim", 1, true) and served:find("llm-d-inference-scheduler", 1, true)) then
-    return "the data plane serves only '" .. served .. "' (see spec/cluster/build-dataplane's output)"
-  end
-  return nil
-end
+local reason = cluster.dataplane_missing
 
 local venv = os.getenv("SCHEDSIM_EXPERIMENT_VENV") or (os.getenv("HOME") .. "/.cache/schedsim/experiment-venv")
 local have_inference_perf = io.open(venv .. "/bin/inference-perf") ~= nil

@@ -339,6 +339,22 @@ function Proc:cleanup()
   for _, f in ipairs({ self.out, self.err, self.rcfile, self.pidfile, self.base }) do os.remove(f) end
 end
 
+--- Why the local data plane cannot serve a spec (nil when it can): no control
+--- plane, not started with --dataplane (or unshare refused), or the simulator
+--- or the EPP did not build (spec/cluster/run sets SCHEDSIM_DATAPLANE,
+--- SCHEDSIM_DATAPLANE_REASON and SCHEDSIM_DATAPLANE_SERVED).
+function M.dataplane_missing()
+  if not M.available() then return "no local control plane" end
+  if os.getenv("SCHEDSIM_DATAPLANE") ~= "1" then
+    return "no data plane: " .. (os.getenv("SCHEDSIM_DATAPLANE_REASON") or "not started with --dataplane")
+  end
+  local served = os.getenv("SCHEDSIM_DATAPLANE_SERVED") or ""
+  if not (served:find("llm-d-inference-sim", 1, true) and served:find("llm-d-inference-scheduler", 1, true)) then
+    return "the data plane serves only '" .. served .. "' (see spec/cluster/build-dataplane's output)"
+  end
+  return nil
+end
+
 --- The URL (http://ADDR) of Gateway ns/name's first listener on the local
 --- data plane: the local gateway lists each listener it serves in the file
 --- $SCHEDSIM_GATEWAYS ("NS GATEWAY LISTENER ADDR" per line,
