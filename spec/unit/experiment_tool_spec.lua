@@ -6,30 +6,13 @@
 --   * the recorder in front of an HTTP upstream records each request with its
 --     x-inference-pod, and a refused connection as a failed request (502 to the client);
 --   * `compare` prints B - A per figure and writes three PNGs.
-local cjson = require("cjson")
+local cluster = require("cluster")
+local json = require("k8srt").json -- the runtime's own converter (cluster.lua uses it too)
 
 local ROOT = os.getenv("SCHEDSIM_ROOT") or "."
 local TOOL = ROOT .. "/experiments/experiment.py"
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
---- Runs cmd; returns ok, stdout+stderr.
-local function sh(cmd, input)
-  local tmp
-  if input then
-    tmp = os.tmpname()
-    local f = assert(io.open(tmp, "w"))
-    f:write(input)
-    f:close()
-    cmd = cmd .. " < " .. q(tmp)
-  end
-  local p = assert(io.popen("(" .. cmd .. ") 2>&1; echo \"__rc=$?\""))
-  local out = p:read("a")
-  p:close()
-  if tmp then os.remove(tmp) end
-  local rc = tonumber(out:match("__rc=(%d+)%s*$"))
-  return rc == 0, (out:gsub("__rc=%d+%s*$", ""))
-end
+local q, sh = cluster.q, cluster.sh -- sh: ok, stdout+stderr
 
 local function write(path, text)
   local f = assert(io.open(path, "w"))
@@ -42,7 +25,7 @@ local function py(code)
   local ok, out = sh(("python3 -c %s"):format(q("import sys, json; sys.path.insert(0, " .. string.format("%q", ROOT ..
     "/experiments") .. "); import experiment as ex\n" .. code)))
   assert(ok, out)
-  return cjson.decode(out)
+  return assert(json.decode(out))
 end
 
 local have_python = sh("python3 -c 'import yaml'")
@@ -116,7 +99,7 @@ print(json.dumps(ex.figures(recs, 10.0, sims, before, after, None, None, "p-b"))
     -- a counter that appears only after is counted from 0; an unscraped pod has no figure
     assert.equal(2, fig.simulatorMetrics.requestSuccessByPod["p-a"])
     assert.equal(2, fig.simulatorMetrics.requestSuccessByPod["p-b"])
-    assert.equal(cjson.null, fig.simulatorMetrics.requestSuccessByPod["p-c"])
+    assert.equal(cluster.null, fig.simulatorMetrics.requestSuccessByPod["p-c"])
     assert.equal(2, fig.simulatorMetrics.scraped)
     -- group g1 (3 requests: 2 on p-a) counts; g2 has one request and does not
     assert.same({ groups = 1, requests = 3, onGroupPod = 0.6667 }, fig.prefixAffinity)
@@ -177,14 +160,14 @@ print(json.dumps({"records": rec.records, "bodies": bodies, "refused": rec2.reco
       assert(os.execute("mkdir -p " .. q(d)))
       local lines = {}
       for i = 1, 10 do
-        lines[#lines + 1] = cjson.encode({ start = i * 0.1, status = 200, ttft = ttft95 * i / 10, e2e = ttft95 * i / 10,
+        lines[#lines + 1] = json.encode({ start = i * 0.1, status = 200, ttft = ttft95 * i / 10, e2e = ttft95 * i / 10,
           pod = i <= share_a * 10 and "pod-a" or "pod-b" })
       end
       write(d .. "/requests.jsonl", table.concat(lines, "\n") .. "\n")
       local recs = py(("recs = [json.loads(l) for l in open(%q)]\n"):format(d .. "/requests.jsonl")
         .. "sims = [('pod-a', '', 0), ('pod-b', '', 0)]\n"
         .. "print(json.dumps(ex.figures(recs, 1.0, sims, {}, {}, None, None, 'pod-a')))")
-      write(d .. "/record.json", cjson.encode({ name = name, figures = recs,
+      write(d .. "/record.json", json.encode({ name = name, figures = recs,
         scriptRevision = { schedulerInstall = "sha256:" .. name } }))
       return d
     end
