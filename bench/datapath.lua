@@ -14,6 +14,7 @@
 --- the GAIE histogram: mean, and p50/p95 interpolated from the buckets).
 --- Prints a Markdown table on stdout; every request is counted (sent = ok + failed).
 local cluster = require("cluster")
+local L = require("lib") -- bench/lib.lua: quantiles as every figure of the bench takes them
 local q, must = cluster.q, cluster.must
 
 local SEQ = tonumber(os.getenv("BENCH_DP_SEQ") or "") or 200
@@ -24,12 +25,6 @@ local GW = "infra-inference-scheduling-inference-gateway"
 local BODY = '{"model":"random","prompt":"bench","max_tokens":1}'
 
 local function log(fmt, ...) io.stderr:write("bench datapath: ", fmt:format(...), "\n") end
-
-local function quantile(sorted, p)
-  if #sorted == 0 then return nil end
-  local i = math.max(1, math.min(#sorted, math.ceil(p * #sorted)))
-  return sorted[i]
-end
 
 --- Writes a curl config (-K) with n transfers of BODY to url; each prints
 --- "<http_code> <time_total>" on its own line.
@@ -189,14 +184,14 @@ local function main()
   for _, r in ipairs(rows) do
     local t = r.s.times
     local added = r == rows[1] and "—" or ("%s / %s"):format(
-      ms(quantile(t, 0.5) and quantile(t, 0.5) - quantile(direct.times, 0.5)),
-      ms(quantile(t, 0.95) and quantile(t, 0.95) - quantile(direct.times, 0.95)))
+      ms(L.quantile(t, 0.5) and L.quantile(t, 0.5) - L.quantile(direct.times, 0.5)),
+      ms(L.quantile(t, 0.95) and L.quantile(t, 0.95) - L.quantile(direct.times, 0.95)))
     local codes = {}
     for _, x in ipairs({ r.s, r.c }) do
       for code, k in pairs(x.codes) do codes[#codes + 1] = ("%s×%d"):format(code, k) end
     end
-    print(("| %s | %s | %s | %s | %s | %.0f | %d of %d%s |"):format(r.name, ms(quantile(t, 0.5)),
-      ms(quantile(t, 0.95)), ms(quantile(t, 0.99)), added, r.c.ok / r.c.wall, r.s.failed + r.c.failed,
+    print(("| %s | %s | %s | %s | %s | %.0f | %d of %d%s |"):format(r.name, ms(L.quantile(t, 0.5)),
+      ms(L.quantile(t, 0.95)), ms(L.quantile(t, 0.99)), added, r.c.ok / r.c.wall, r.s.failed + r.c.failed,
       r.s.sent + r.c.sent, #codes > 0 and (" (" .. table.concat(codes, ", ") .. ")") or ""))
   end
   print()

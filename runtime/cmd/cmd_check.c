@@ -63,9 +63,11 @@ static int overlay_read(const char *path, struct overlay *o)
       if (e->d_name[0] == '.' || stat(p, &st) != 0 || !S_ISREG(st.st_mode)) continue;
       if (o->n == cap) {
         cap = cap ? cap * 2 : 8;
-        o->v = realloc(o->v, cap * sizeof(*o->v));
-        o->bufs = realloc(o->bufs, 2 * cap * sizeof(*o->bufs));
-        if (!o->v || !o->bufs) {
+        struct lk_overlay_entry *v = realloc(o->v, cap * sizeof(*o->v));
+        if (v) o->v = v;
+        char **bufs = v ? realloc(o->bufs, 2 * cap * sizeof(*o->bufs)) : NULL;
+        if (bufs) o->bufs = bufs;
+        if (!v || !bufs) { /* what is held stays in o for overlay_free */
           fprintf(stderr, "schedsim-operator check: out of memory\n");
           closedir(d);
           return -1;
@@ -113,6 +115,10 @@ static int overlay_read(const char *path, struct overlay *o)
     return -1;
   }
   o->v = calloc(json_object_size(o->cm) + 1, sizeof(*o->v));
+  if (!o->v) {
+    fprintf(stderr, "schedsim-operator check: out of memory\n");
+    return -1;
+  }
   const char *k;
   json_t *v;
   json_object_foreach(o->cm, k, v)

@@ -86,6 +86,23 @@ static int flag_value(int argc, char **argv, int *i, const char *name, const cha
 /* The flag at argv[*i] (and its value, *i advanced past it) into f.
  * Returns 1 when it was one of run's flags, 0 when unknown, -1 after a
  * message on a bad value. */
+/* Matches a boolean flag as Go's flag package spells it: "--name",
+ * "--name=true", "--name=false"; sets *value and returns 1, else 0. */
+static int bool_flag(const char *a, const char *name, bool *value)
+{
+  size_t n = strlen(name);
+  if (strncmp(a, name, n) != 0) return 0;
+  if (!a[n] || !strcmp(a + n, "=true")) {
+    *value = true;
+    return 1;
+  }
+  if (!strcmp(a + n, "=false")) {
+    *value = false;
+    return 1;
+  }
+  return 0;
+}
+
 static int parse_flag(int argc, char **argv, int *i, struct run_flags *f)
 {
   const char *a = argv[*i], *v = NULL;
@@ -111,22 +128,9 @@ static int parse_flag(int argc, char **argv, int *i, struct run_flags *f)
   STR_FLAG("--scripts", f->co.scripts_dir)
   STR_FLAG("--log-format", f->log_format)
 #undef STR_FLAG
-  if (!strcmp(a, "--leader-elect") || !strcmp(a, "--leader-elect=true")) {
-    f->mo.leader_elect = true;
+  if (bool_flag(a, "--leader-elect", &f->mo.leader_elect) ||
+      bool_flag(a, "--metrics-secure", &f->mo.metrics_secure))
     return 1;
-  }
-  if (!strcmp(a, "--leader-elect=false")) {
-    f->mo.leader_elect = false;
-    return 1;
-  }
-  if (!strcmp(a, "--metrics-secure") || !strcmp(a, "--metrics-secure=true")) {
-    f->mo.metrics_secure = true;
-    return 1;
-  }
-  if (!strcmp(a, "--metrics-secure=false")) {
-    f->mo.metrics_secure = false;
-    return 1;
-  }
   if ((r = flag_value(argc, argv, i, "--shutdown-timeout", &v)) != 0) {
     if (r < 0 || settings_parse_duration(v, &f->mo.shutdown_timeout)) {
       fprintf(stderr, "schedsim-operator run: --shutdown-timeout: bad duration \"%s\"\n",

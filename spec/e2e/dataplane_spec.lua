@@ -215,12 +215,7 @@ describe("the local data plane", function()
   teardown(function()
     if op then
       op:stop()
-      local dir = os.getenv("SCHEDSIM_CLUSTER_LOGS_TO")
-      if dir then
-        local f = io.open(dir .. "/operator-dataplane.log", "w")
-        if f then f:write(op:stdout(), op:stderr()); f:close() end
-        sh("cp -r " .. q(os.getenv("SCHEDSIM_CLUSTER_DIR") .. "/pods") .. " " .. q(dir .. "/dataplane-pods"))
-      end
+      op:keep_log("operator-dataplane.log", { [os.getenv("SCHEDSIM_CLUSTER_DIR") .. "/pods"] = "dataplane-pods" })
       op:cleanup()
     end
     print(("dataplane_spec: requests sent %d, answered %d, failed %d; warm-up probes %d"):format(stats.sent,

@@ -58,12 +58,7 @@ describe("experiment runs", function()
   teardown(function()
     if op then
       op:stop()
-      local dir = os.getenv("SCHEDSIM_CLUSTER_LOGS_TO")
-      if dir then
-        local f = io.open(dir .. "/operator-experiment.log", "w")
-        if f then f:write(op:stdout(), op:stderr()); f:close() end
-        sh("cp -r " .. q(work) .. " " .. q(dir .. "/experiments"))
-      end
+      op:keep_log("operator-experiment.log", { [work] = "experiments" })
       op:cleanup()
     end
     if work then os.execute("rm -rf " .. q(work)) end

@@ -44,11 +44,7 @@ local function read(path)
   return s
 end
 
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
+local write = cluster.write_file
 
 local function exists(path)
   local f = io.open(path, "r")

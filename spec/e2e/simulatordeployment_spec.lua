@@ -198,11 +198,7 @@ describe("SimulatorDeployment e2e", function()
     teardown(function()
       if proc then
         proc:stop()
-        local dir = os.getenv("SCHEDSIM_CLUSTER_LOGS_TO")
-        if dir then
-          local f = io.open(dir .. "/operator-simulatordeployment.log", "w")
-          if f then f:write(proc:stdout(), proc:stderr()); f:close() end
-        end
+        proc:keep_log("operator-simulatordeployment.log")
         proc:cleanup()
       end
     end)

@@ -68,6 +68,13 @@ function M.read_file(path)
   return s
 end
 
+--- Writes text to path (replacing it); raises when it cannot.
+function M.write_file(path, text)
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+end
+
 function M.tool(name)
   return M.build .. "/tools/" .. name
 end
@@ -332,6 +339,17 @@ function Proc:stop(timeout)
     code = self:wait(5)
   end
   return code
+end
+
+--- With SCHEDSIM_CLUSTER_LOGS_TO set (spec/cluster/run), keeps the process's
+--- stdout and stderr there as `name`, and copies each of `dirs` (a table
+--- {source = dest-name}) beside it, for a failed CI run to be read later.
+function Proc:keep_log(name, dirs)
+  local dest = os.getenv("SCHEDSIM_CLUSTER_LOGS_TO")
+  if not dest then return end
+  local f = io.open(dest .. "/" .. name, "w")
+  if f then f:write(self:stdout(), self:stderr()); f:close() end
+  for src, to in pairs(dirs or {}) do M.sh("cp -r " .. M.q(src) .. " " .. M.q(dest .. "/" .. to)) end
 end
 
 --- Removes the temporary files.

@@ -14,11 +14,7 @@ local TOOL = ROOT .. "/experiments/experiment.py"
 
 local q, sh = cluster.q, cluster.sh -- sh: ok, stdout+stderr
 
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
+local write = cluster.write_file
 
 --- Runs a Python snippet with the experiment module imported as `ex`; returns its JSON output.
 local function py(code)
