@@ -56,6 +56,9 @@ static void usage(FILE *out)
       "  --max-concurrent-reconciles N      CRs with writes in flight per controller "
       "(default 16;\n"
       "                                     env SCHEDSIM_MAX_CONCURRENT_RECONCILES)\n"
+      "  --child-events-batch-period DURATION  fold a CR's child events of this period into\n"
+      "                                     one reconcile (default 100ms, 0 off; env\n"
+      "                                     SCHEDSIM_CHILD_EVENTS_BATCH_PERIOD)\n"
       "  --lua-memory-limit BYTES           memory cap of the script set (default 64Mi; env\n"
       "                                     SCHEDSIM_LUA_MEMORY_LIMIT)\n"
       "  --lua-instruction-budget N         Lua instructions per reconcile (default 1000000;\n"
@@ -170,6 +173,7 @@ static int finish_flags(struct run_flags *f)
   f->co.lua_instruction_budget = f->st.lua_instruction_budget;
   f->co.sync_period = f->st.sync_period;
   f->co.max_concurrent = f->st.max_concurrent;
+  f->co.child_batch = f->st.child_batch;
   if (f->co.scripts_configmap && !strchr(f->co.scripts_configmap, '/')) {
     fprintf(stderr, "schedsim-operator run: --scripts-configmap: want NAMESPACE/NAME\n");
     return -1;

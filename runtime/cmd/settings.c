@@ -10,6 +10,7 @@
 
 #define DEFAULT_SYNC_PERIOD 600.0
 #define DEFAULT_MAX_CONCURRENT 16
+#define DEFAULT_CHILD_BATCH 0.1
 
 int settings_parse_duration(const char *s, double *out)
 {
@@ -59,7 +60,7 @@ static int parse_count(const char *s, long max, long *out)
 }
 
 /* One setting: its flag, variable and parser. */
-enum kind { BYTES, COUNT_BIG, COUNT_SMALL, DURATION };
+enum kind { BYTES, COUNT_BIG, COUNT_SMALL, DURATION, PERIOD };
 static const struct {
   const char *flag, *env;
   enum kind kind;
@@ -69,6 +70,7 @@ static const struct {
     {"--lua-instruction-budget", "SCHEDSIM_LUA_INSTRUCTION_BUDGET", COUNT_BIG, 0},
     {"--sync-period", "SCHEDSIM_SYNC_PERIOD", DURATION, 1},
     {"--max-concurrent-reconciles", "SCHEDSIM_MAX_CONCURRENT_RECONCILES", COUNT_SMALL, 1},
+    {"--child-events-batch-period", "SCHEDSIM_CHILD_EVENTS_BATCH_PERIOD", PERIOD, 1},
 };
 #define NSETTINGS (sizeof(table) / sizeof(table[0]))
 
@@ -89,6 +91,10 @@ static int set(size_t k, const char *value, struct settings *st)
     return 0;
   case DURATION:
     return settings_parse_duration(value, &st->sync_period) || st->sync_period <= 0 ? -1 : 0;
+  case PERIOD:
+    if (settings_parse_duration(value, &st->child_batch) || st->child_batch > 10) return -1;
+    st->child_batch_given = 1;
+    return 0;
   }
   return -1;
 }
@@ -104,6 +110,8 @@ static int given(size_t k, const struct settings *st)
     return st->max_concurrent != 0;
   case DURATION:
     return st->sync_period != 0;
+  case PERIOD:
+    return st->child_batch_given;
   }
   return 0;
 }
@@ -119,6 +127,8 @@ static const char *want(size_t k)
     return "an integer from 1 to 1024";
   case DURATION:
     return "a positive duration such as 30s or 10m";
+  case PERIOD:
+    return "a duration from 0 (off) to 10s, such as 100ms";
   }
   return "";
 }
@@ -165,5 +175,6 @@ int settings_finish(const char *cmd, int run, struct settings *st)
   if (!st->lua_instruction_budget) st->lua_instruction_budget = LK_DEFAULT_INSTRUCTION_BUDGET;
   if (run && !st->sync_period) st->sync_period = DEFAULT_SYNC_PERIOD;
   if (run && !st->max_concurrent) st->max_concurrent = DEFAULT_MAX_CONCURRENT;
+  if (run && !st->child_batch_given) st->child_batch = DEFAULT_CHILD_BATCH;
   return 0;
 }

@@ -8,6 +8,8 @@
  *   --lua-instruction-budget N    SCHEDSIM_LUA_INSTRUCTION_BUDGET (1000000)
  *   --sync-period DURATION        SCHEDSIM_SYNC_PERIOD            (10m)
  *   --max-concurrent-reconciles N SCHEDSIM_MAX_CONCURRENT_RECONCILES (16)
+ *   --child-events-batch-period DURATION
+ *                                 SCHEDSIM_CHILD_EVENTS_BATCH_PERIOD (100ms; 0: off)
  *
  * BYTES: an integer with an optional Ki, Mi or Gi suffix; DURATION: a number
  * with ms, s, m or h (plain: seconds). */
@@ -21,6 +23,8 @@ struct settings {
   long lua_instruction_budget; /* 0: not given */
   double sync_period;          /* seconds; 0: not given */
   int max_concurrent;          /* 0: not given */
+  double child_batch;          /* seconds, 0..10 */
+  int child_batch_given;
 };
 
 /* Parses "500ms", "10s", "2m", "1h" or plain seconds (>= 0). 0 or -1. */

@@ -117,6 +117,13 @@ void ctl_arm_timer(struct ctl *c)
   c->timer = k8s_loop_timer_add(loop, d - k8s_monotonic(), timer_fired, c);
 }
 
+static void enqueue(struct ctl *c, const char *key, enum k8s_priority prio);
+
+void ctl_enqueue(struct ctl *c, const char *key)
+{
+  enqueue(c, key, K8S_PRIORITY_HIGH);
+}
+
 static void enqueue(struct ctl *c, const char *key, enum k8s_priority prio)
 {
   if (!key || !*key) return;
@@ -222,6 +229,18 @@ static void owner_track(struct ctl *c, const struct k8s_object *o, int add)
   }
 }
 
+/* Enqueues the CR of a child's event after the batch period
+ * (--child-events-batch-period): a Deployment's rollout, its ReplicaSet and
+ * its EndpointSlices change several times within a few hundred milliseconds,
+ * and one reconcile (one status write) for the lot says the same as one per
+ * event. The CR's own events are not batched. */
+static void enqueue_child_event(struct ctl *c, const char *key)
+{
+  k8s_workqueue_add_batched(c->q, key, K8S_PRIORITY_HIGH, c->all->child_batch, k8s_monotonic());
+  ctl_sync_queue_metrics(c);
+  ctl_schedule(c);
+}
+
 /* Enqueues the CR whose owner label o carries, through the owner map (an
  * index: no scan of the CRs); 1 when there is one. */
 static int enqueue_by_owner_label(struct ctl *c, const struct k8s_object *o)
@@ -229,7 +248,7 @@ static int enqueue_by_owner_label(struct ctl *c, const struct k8s_object *o)
   const char *owner = k8s_object_label(o, LK_LABEL_OWNER);
   struct owner_ent *e = owner ? k8s_strmap_get(&c->owners, owner) : NULL;
   if (!e) return 0;
-  enqueue(c, e->key, K8S_PRIORITY_HIGH);
+  enqueue_child_event(c, e->key);
   return 1;
 }
 
@@ -243,7 +262,7 @@ static void enqueue_owner(struct ctl *c, const struct k8s_object *o)
       !strcmp(ref->api_version, c->decl->for_.api_version)) {
     char key[512];
     ctl_key_of(o->ns, ref->name, key, sizeof(key));
-    enqueue(c, key, K8S_PRIORITY_HIGH);
+    enqueue_child_event(c, key);
   }
 }
 
@@ -265,6 +284,7 @@ static void on_object(struct kinfo *ki, const struct k8s_object *o, int deleted)
   switch (ki->role) {
   case ROLE_CR:
     owner_track(c, o, !deleted);
+    if (!deleted && ctl_status_echo(c, o)) break;
     enqueue(c, o->key, K8S_PRIORITY_HIGH);
     break;
   case ROLE_OWNS:
@@ -682,6 +702,7 @@ int k8s_controllers_add(struct k8s_manager *m, const struct k8s_controllers_opti
   struct k8s_ratelimiter_config sb = {SCRIPT_BACKOFF_BASE, SCRIPT_BACKOFF_MAX, 0, 0};
   if (!(all->script_backoff = k8s_ratelimiter_new(&sb))) return 1;
   all->resync = o->sync_period > 0 ? o->sync_period : DEFAULT_RESYNC;
+  all->child_batch = o->child_batch;
   all->max_inflight = o->max_concurrent > 0 ? o->max_concurrent : DEFAULT_MAX_INFLIGHT;
   lk_live_cache_source(&all->cache, k8s_manager_cache(m));
   lk_live_discovery_source(&all->discovery, k8s_manager_discovery(m));
@@ -700,7 +721,14 @@ int k8s_controllers_add(struct k8s_manager *m, const struct k8s_controllers_opti
     struct k8s_metrics *reg = k8s_manager_metrics(m);
     c->wqm = k8s_workqueue_metrics_new(reg, c->q, d->name, NULL);
     c->cm = k8s_controller_metrics_new(reg, d->name, all->max_inflight);
-    if (!c->wqm || !c->cm) return 1;
+    static const char *const echo_labels[] = {"controller", NULL};
+    c->echoes =
+        k8s_metrics_counter(reg, "schedsim_status_echoes_skipped_total",
+                            "Watch events of a CR at the resourceVersion the operator's own "
+                            "status write produced, not reconciled again",
+                            echo_labels);
+    if (!c->wqm || !c->cm || !c->echoes) return 1;
+    k8s_metric_touch(c->echoes, (const char *[]){d->name, NULL});
     c->kinds[c->nkinds++] = (struct kinfo){c, &d->for_, ROLE_CR, 0, NULL, 0};
     for (size_t k = 0; k < d->nowns; k++)
       c->kinds[c->nkinds++] = (struct kinfo){c, &d->owns[k], ROLE_OWNS, k, NULL, 0};

@@ -34,6 +34,9 @@
 /* seconds: a CR in Conflict looks again at this pace (not the growing rate
  * limit): the other owner's objects go without an event that names it */
 #define CONFLICT_RECHECK 5.0
+/* seconds: after a status left to the created children's events, the
+ * reconcile that writes it anyway if no such event came */
+#define CREATED_RECHECK 2.0
 #define SCRIPT_BACKOFF_BASE 1.0 /* seconds: first retry of a failing script, doubling */
 #define SCRIPT_BACKOFF_MAX 300.0
 
@@ -73,6 +76,8 @@ struct record {
   char *content;   /* the desired hash, the status text, or "deleted" */
   char *rv_before; /* the cached resourceVersion the write went over ("" when absent) */
   char *rv_after;  /* the resourceVersion the write produced; "" while in flight */
+  char *echo_rv;   /* a status write's: the resourceVersion of a CR event held while the
+                      write was in flight (ctl_status_echo), or NULL */
   double at;       /* monotonic seconds of the write */
 };
 
@@ -102,6 +107,7 @@ struct ctl {
   double timer_at;
   struct k8s_workqueue_metrics *wqm; /* workqueue_* of q (core/workqueue_metrics.h) */
   struct k8s_controller_metrics *cm; /* controller_runtime_* (core/controller_metrics.h) */
+  struct k8s_metric *echoes;         /* schedsim_status_echoes_skipped_total (the registry's) */
   uint64_t metrics_timer;            /* refreshes unfinished work while keys run */
   struct k8s_runnable runnable;
 };
@@ -122,6 +128,7 @@ struct controllers {
   struct metrics mx;
   double resync;
   int max_inflight;
+  double child_batch; /* --child-events-batch-period, seconds */
   uint64_t idseq;
   struct k8s_runnable owner; /* frees this struct (k8s_manager_free) */
 };
@@ -157,6 +164,9 @@ struct rec {
   int conflict;           /* a probe found a child of another owner */
   int quiet;              /* ... only transiently, right after creating its prerequisites */
   int created_prereqs;    /* PHASE_PREREQS created an object */
+  int created;            /* applies of children the cache did not hold that succeeded */
+  int deferred;           /* the status was left to the reconcile the created children's
+                             events bring (status_deferred) */
   int selectors_checked;  /* PHASE_SELECTORS listed pods */
   int selectors_unknown;  /* ... and some list got no answer */
   char *selector_warning; /* the first foreign pod a selector matches (owned), or NULL */
@@ -182,6 +192,7 @@ struct write {
   int allow404;
   int after_prereqs; /* a child written after this reconcile created its prerequisites */
   int prereq;        /* a PHASE_PREREQS apply of a child that did not exist */
+  int creates;       /* an apply of a child the cache did not hold */
   char *record_id;   /* the record to complete (rv_after) or drop (failure), or NULL */
   char what[320];
 };
@@ -218,6 +229,8 @@ void ctl_log(enum k8s_log_level lvl, struct ctl *c, const char *key, const char 
 void ctl_sync_queue_metrics(struct ctl *c);
 /* Runs the controller's processing on the next loop tick (once). */
 void ctl_schedule(struct ctl *c);
+/* Adds key (a CR of c) to c's queue at high priority and schedules a tick. */
+void ctl_enqueue(struct ctl *c, const char *key);
 /* Arms the loop timer for the queue's earliest delayed key. */
 void ctl_arm_timer(struct ctl *c);
 /* "ns/name", or "name" for a cluster-scoped object, into buf. */
@@ -284,6 +297,16 @@ void ctl_claim_children(struct rec *r);
 void ctl_release_claims(struct rec *r);
 /* Forgets the status record of key (the CR is gone). */
 void ctl_record_forget_status(struct ctl *c, const char *key);
+/* Whether a watch event of CR o needs no enqueue now. 1 when o is at the
+ * resourceVersion our last status write of it produced (the event echoing
+ * that write: what the reconcile wrote is what it saw, and any other change
+ * has its own resourceVersion and event), counted in
+ * schedsim_status_echoes_skipped_total; 1 also when that write is still in
+ * flight and no other event is held: the event is held on the write's record
+ * and write_done decides when the response brings the resourceVersion (the
+ * same: skipped; another, or a failed write: enqueued). The reconcile is in
+ * flight meanwhile, so holding adds no delay. 0: enqueue it. */
+int ctl_status_echo(struct ctl *c, const struct k8s_object *o);
 /* Frees every record. */
 void ctl_records_free(struct controllers *all);
 

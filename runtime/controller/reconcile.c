@@ -76,6 +76,8 @@ static void complete(struct rec *r)
     k8s_workqueue_forget(c->q, r->key);
     result = "success";
   }
+  if (r->deferred) /* the children's events come first, normally (status_deferred) */
+    k8s_workqueue_add_batched(c->q, r->key, K8S_PRIORITY_LOW, CREATED_RECHECK, now);
   if (r->outcome != OUT_SCRIPT_ERROR && r->outcome != OUT_ERROR)
     k8s_ratelimiter_forget(all->script_backoff, r->key);
   /* panic: the script raised a Lua error (doc/metrics.md, "Errors, terminal
@@ -147,6 +149,21 @@ static json_t *attempt_status(struct rec *r)
   return st;
 }
 
+/* Whether this attempt leaves its status to the next reconcile: it created
+ * children (applies of objects the cache did not hold, all successful) and
+ * nothing else is wrong, so the status it would write ("Deployment ... not
+ * created yet") is already out of date and the next one is known to come:
+ * the created children's watch events enqueue the CR (after the batch
+ * period), and CREATED_RECHECK if they do not. One status write instead of
+ * two per new CR (issue: "no intermediate status when the next is known").
+ * Its Events go with it (the next attempt computes them again from the same
+ * CR status). */
+static int status_deferred(const struct rec *r)
+{
+  return r->created > 0 && !r->failed && !r->conflict && !r->quiet &&
+         (r->outcome == OUT_SUCCESS || r->outcome == OUT_REQUEUE_AFTER);
+}
+
 static void issue_phase(struct rec *r)
 {
   struct lk_result *res = &r->res;
@@ -190,6 +207,7 @@ static void issue_phase(struct rec *r)
       break;
     }
     if (r->quiet && !r->failed) break; /* the retry in a second writes it */
+    if ((r->deferred = status_deferred(r))) break;
     json_t *st = attempt_status(r);
     if (st) ctl_write_status(r, st);
     json_decref(st);

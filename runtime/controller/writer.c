@@ -27,6 +27,7 @@ static void record_free(struct record *e)
   free(e->content);
   free(e->rv_before);
   free(e->rv_after);
+  free(e->echo_rv);
   free(e);
 }
 
@@ -39,7 +40,7 @@ static void record_drop(struct controllers *all, const char *id)
 static struct record *record_get(struct controllers *all, const char *id)
 {
   struct record *e = k8s_strmap_get(&all->records, id);
-  if (e && k8s_monotonic() - e->at > EXPECTATION_TTL) {
+  if (e && !e->echo_rv && k8s_monotonic() - e->at > EXPECTATION_TTL) {
     record_drop(all, id);
     return NULL;
   }
@@ -122,6 +123,35 @@ void ctl_record_forget_status(struct ctl *c, const char *key)
   record_drop(c->all, id);
 }
 
+int ctl_status_echo(struct ctl *c, const struct k8s_object *o)
+{
+  char id[600];
+  snprintf(id, sizeof(id), "status:%s/%s", c->decl->name, o->key);
+  struct record *e = record_get(c->all, id);
+  if (!e) return 0;
+  if (*e->rv_after) {
+    if (strcmp(e->rv_after, o->resource_version)) return 0;
+    k8s_metric_inc(c->echoes, (const char *[]){c->decl->name, NULL});
+    return 1;
+  }
+  if (e->echo_rv) return 0; /* one held event at most: a second is enqueued */
+  e->echo_rv = strdup(o->resource_version);
+  return e->echo_rv != NULL;
+}
+
+/* A status write returned (rv: the resourceVersion it produced, NULL when it
+ * failed): the CR event held meanwhile is the write's echo, or is enqueued. */
+static void settle_echo(struct rec *r, struct record *e, const char *rv)
+{
+  if (!e || !e->echo_rv) return;
+  if (rv && !strcmp(rv, e->echo_rv))
+    k8s_metric_inc(r->c->echoes, (const char *[]){r->c->decl->name, NULL});
+  else
+    ctl_enqueue(r->c, r->key);
+  free(e->echo_rv);
+  e->echo_rv = NULL;
+}
+
 void ctl_records_free(struct controllers *all)
 {
   size_t it = 0;
@@ -182,7 +212,10 @@ static void write_done(const struct k8s_result *res, void *data)
         r->failure_reason = failure_reason(res);
       }
     }
-    if (w->record_id) record_drop(all, w->record_id);
+    if (w->record_id) {
+      settle_echo(r, k8s_strmap_get(&all->records, w->record_id), NULL);
+      record_drop(all, w->record_id);
+    }
   } else {
     struct record *e = w->record_id ? k8s_strmap_get(&all->records, w->record_id) : NULL;
     const char *rv = json_string_value(
@@ -191,7 +224,9 @@ static void write_done(const struct k8s_result *res, void *data)
       free(e->rv_after);
       e->rv_after = strdup(rv);
     }
+    settle_echo(r, e, rv);
     if (w->prereq) r->created_prereqs = 1;
+    if (w->creates) r->created++;
   }
   free(w->record_id);
   free(w);
@@ -395,6 +430,7 @@ void ctl_apply_child(struct rec *r, const struct lk_child *ch, int prereq)
   struct write *w = new_write(r, what, 0);
   if (!w) return;
   w->prereq = prereq && !ch->observed && !*rv;
+  w->creates = !*rv;
   struct k8s_gvr gvr;
   if (gvr_of(all, ch->api_version, ch->kind, &gvr) != 0) {
     ctl_log(K8S_LOG_ERROR, r->c, r->key, r->id, "kind not served", "what", what, NULL, NULL);

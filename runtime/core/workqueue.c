@@ -17,7 +17,8 @@ struct item {
   double started_at;        /* with an observer: when get() handed it out */
   unsigned queued : 1, dirty : 1, processing : 1;
   unsigned has_added_at : 1, has_started_at : 1;
-  unsigned prio : 1; /* priority it is queued with, or will be at done() */
+  unsigned prio : 1;      /* priority it is queued with, or will be at done() */
+  unsigned fire_prio : 1; /* priority it is queued with when its deadline passes */
   char key[];
 };
 
@@ -259,6 +260,32 @@ int k8s_workqueue_add_after(struct k8s_workqueue *q, const char *key, double del
   return 0;
 }
 
+int k8s_workqueue_add_batched(struct k8s_workqueue *q, const char *key, enum k8s_priority prio,
+                              double period, double now)
+{
+  if (period <= 0) return k8s_workqueue_add(q, key, prio);
+  if (q->shutting_down) return -1;
+  struct item *it = item_get(q, key, 1);
+  if (!it) return -1;
+  if (it->dirty) return k8s_workqueue_add(q, key, prio); /* queued already: raise its priority */
+  if (prio == K8S_PRIORITY_HIGH) it->fire_prio = 1;
+  double deadline = now + period;
+  if (it->heap) { /* waiting already (a batch or a retry): the earlier deadline wins */
+    if (deadline < it->deadline) {
+      it->deadline = deadline;
+      heap_up(q, it->heap - 1);
+    }
+    return 0;
+  }
+  it->deadline = deadline;
+  it->seq = q->seq++;
+  if (heap_push(q, it) < 0) {
+    release(q, it);
+    return -1;
+  }
+  return 1;
+}
+
 double k8s_workqueue_add_rate_limited(struct k8s_workqueue *q, const char *key, double now)
 {
   if (q->shutting_down) return -1;
@@ -323,7 +350,9 @@ size_t k8s_workqueue_tick(struct k8s_workqueue *q, double now)
   size_t moved = 0;
   while (q->nheap && q->heap[0]->deadline <= now) {
     struct item *it = heap_pop(q);
-    if (k8s_workqueue_add(q, it->key, K8S_PRIORITY_LOW) < 0) release(q, it);
+    enum k8s_priority p = it->fire_prio ? K8S_PRIORITY_HIGH : K8S_PRIORITY_LOW;
+    it->fire_prio = 0;
+    if (k8s_workqueue_add(q, it->key, p) < 0) release(q, it);
     moved++;
   }
   return moved;

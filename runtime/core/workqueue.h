@@ -65,6 +65,17 @@ int k8s_workqueue_add(struct k8s_workqueue *q, const char *key, enum k8s_priorit
  * Returns 0, or -1 after shut_down / on malloc failure. */
 int k8s_workqueue_add_after(struct k8s_workqueue *q, const char *key, double delay, double now);
 
+/* Queues key at `now + period` with priority prio, folding every add of the
+ * period into one: the batch period of kube-controller-manager's
+ * --endpointslice-updates-batch-period. A key queued already only has its
+ * priority raised (as add); one waiting (a batch or a retry) keeps the
+ * earlier deadline. period <= 0 is add(prio). Counted in adds when the
+ * period ends (as add_after). Returns 1 when the key started waiting (or was queued by
+ * add), 0 when it already waited or was queued, -1 after shut_down or on
+ * malloc failure. */
+int k8s_workqueue_add_batched(struct k8s_workqueue *q, const char *key, enum k8s_priority prio,
+                              double period, double now);
+
 /* add_after(key, rate_limiter.when(key, now)). Returns the delay used, or -1. */
 double k8s_workqueue_add_rate_limited(struct k8s_workqueue *q, const char *key, double now);
 

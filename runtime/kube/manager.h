@@ -131,6 +131,7 @@ struct k8s_controllers_options {
   long lua_instruction_budget;   /* --lua-instruction-budget, per reconcile */
   double sync_period;            /* --sync-period, seconds between full resyncs */
   int max_concurrent;            /* --max-concurrent-reconciles: keys with writes in flight */
+  double child_batch;            /* --child-events-batch-period, seconds (0: each event at once) */
 };
 int k8s_controllers_add(struct k8s_manager *m, const struct k8s_controllers_options *o, char *err,
                         size_t errlen);

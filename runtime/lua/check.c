@@ -1,7 +1,10 @@
 /* check.c: compile and self-test a script set (see check.h). */
 #include <string.h>
 
+#include <lua.h>
+
 #include "lua/check.h"
+#include "lua/engine_int.h"
 #include "lua/fixture.h"
 
 int lk_check(struct lk_scriptset *set, const struct lk_engine_opts *opts, struct lk_messages *msgs,
@@ -16,6 +19,10 @@ int lk_check(struct lk_scriptset *set, const struct lk_engine_opts *opts, struct
   st.controllers = e->ncontrollers;
   size_t ncases = 0, nfailed = 0;
   if (e->set->dir) lk_fixture_run_all(e, msgs, &ncases, &nfailed);
+  /* the fixture runs' garbage sits in the generational collector's old
+   * generation until a major cycle: the engine goes on serving without it
+   * (≈0.3 MiB of a 0.4 MiB state, found with heaptrack at idle) */
+  lua_gc(e->sb->L, LUA_GCCOLLECT);
   st.cases = ncases;
   st.failed = nfailed;
   problems += (int)nfailed;

@@ -1,6 +1,7 @@
 /* test-workqueue.c: the WorkQueue and its RateLimiter with a fake clock
  * (runtime/core/workqueue.c, ratelimiter.c): dedup, no key processed twice
- * at once, requeue at done, add_after with next_deadline/tick, exponential
+ * at once, requeue at done, add_after with next_deadline/tick, add_batched
+ * (one reconcile per batch period, HIGH when due), exponential
  * backoff 5 ms .. 1000 s, the 10 qps / burst 100 token bucket, priorities,
  * forget, shut_down and the counters. */
 #include <math.h>
@@ -123,6 +124,53 @@ static void test_add_after(void)
   k8s_workqueue_free(q);
 }
 
+static void test_add_batched(void)
+{
+  struct k8s_workqueue *q = k8s_workqueue_new("t", NULL);
+  struct k8s_workqueue_stats st;
+  double now = 50.0;
+  test_cond("batched add starts a period",
+            k8s_workqueue_add_batched(q, "ns/a", K8S_PRIORITY_HIGH, 0.1, now) == 1);
+  test_cond("adds within the period fold into it",
+            k8s_workqueue_add_batched(q, "ns/a", K8S_PRIORITY_HIGH, 0.1, now + 0.05) == 0 &&
+                k8s_workqueue_add_batched(q, "ns/a", K8S_PRIORITY_HIGH, 0.1, now + 0.09) == 0);
+  k8s_workqueue_stats(q, &st);
+  test_cond("it waits, not queued, no retry counted",
+            st.waiting == 1 && st.depth == 0 && st.retries == 0 && st.adds == 0);
+  test_cond("the period ends at the first add's deadline",
+            near(k8s_workqueue_next_deadline(q), now + 0.1));
+  k8s_workqueue_add(q, "ns/low", K8S_PRIORITY_LOW);
+  test_cond("nothing of the batch before the period ends",
+            k8s_workqueue_tick(q, now + 0.099) == 0 && !strcmp(get(q), "ns/low"));
+  test_cond("one key when due", k8s_workqueue_tick(q, now + 0.1) == 1);
+  k8s_workqueue_add(q, "ns/low2", K8S_PRIORITY_LOW);
+  test_cond("due batch comes back HIGH", !strcmp(get(q), "ns/a"));
+  test_cond("once", !strcmp(get(q), "ns/low2") && k8s_workqueue_get(q) == NULL);
+  k8s_workqueue_stats(q, &st);
+  test_cond("counted as one add when due", st.adds == 3);
+  /* queued already: no second copy, priority raised */
+  k8s_workqueue_done(q, "ns/a");
+  k8s_workqueue_add(q, "ns/b", K8S_PRIORITY_LOW);
+  k8s_workqueue_add(q, "ns/c", K8S_PRIORITY_LOW);
+  test_cond("a queued key is not batched again",
+            k8s_workqueue_add_batched(q, "ns/c", K8S_PRIORITY_HIGH, 0.1, now) == 0);
+  k8s_workqueue_stats(q, &st);
+  test_cond("and does not wait", st.waiting == 0);
+  test_cond("its priority is raised", !strcmp(get(q), "ns/c"));
+  /* a retry waiting later is pulled forward by a batch; an earlier one kept */
+  k8s_workqueue_add_after(q, "ns/r", 5.0, now);
+  k8s_workqueue_add_batched(q, "ns/r", K8S_PRIORITY_HIGH, 0.1, now);
+  test_cond("the earlier deadline wins", near(k8s_workqueue_next_deadline(q), now + 0.1));
+  k8s_workqueue_add_batched(q, "ns/s", K8S_PRIORITY_LOW, 2.0, now);
+  k8s_workqueue_add_after(q, "ns/s", 0.5, now);
+  k8s_workqueue_tick(q, now + 0.6);
+  k8s_workqueue_stats(q, &st);
+  test_cond("both due once each", st.waiting == 0);
+  test_cond("zero period adds now",
+            k8s_workqueue_add_batched(q, "ns/z", K8S_PRIORITY_HIGH, 0, now) == 1);
+  k8s_workqueue_free(q);
+}
+
 static void test_backoff(void)
 {
   struct k8s_ratelimiter_config cfg = K8S_RATELIMITER_DEFAULTS;
@@ -235,6 +283,7 @@ int main(void)
   test_dedup_and_processing();
   test_priorities();
   test_add_after();
+  test_add_batched();
   test_backoff();
   test_shutdown();
   test_many();

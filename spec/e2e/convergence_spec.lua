@@ -102,6 +102,67 @@ describe("convergence (e2e)", function()
     end)
   end)
 
+  describe("one write per change", function()
+    it("a new SimulatorDeployment: every status write a change, none before its children exist, "
+      .. "the echoes of its own writes not reconciled", function()
+      if not need_cluster() then return end
+      local name = "sim-one-write"
+      local ns = cluster.namespace("one-write") -- the examples' simulators hold llm-d-sim's names
+      local port = assert(op:log_find("starting manager"), "manager line").metricsPort
+      local function echoes()
+        local _, body = cluster.sh_stdout("curl -sf --max-time 10 http://127.0.0.1:" .. port .. "/metrics")
+        return tonumber(body:match('schedsim_status_echoes_skipped_total{controller="simulatordeployment"} (%d+)'))
+      end
+      local before = assert(echoes(), "the echo counter is exposed")
+      -- a list watch of the (fresh) namespace: a watch of one name fails while it does not exist
+      local watch = cluster.spawn("kubectl get simdep -n " .. ns .. " -w -o jsonpath="
+        .. cluster.q('{.metadata.resourceVersion}{" "}{.status}{"\\n"}'))
+      cluster.eventually(30, "the watch to start", function() return watch:alive() end)
+      local since = utc_now()
+      cluster.must("apply -f -", ([[
+apiVersion: sim.llm-d.io/v1alpha1
+kind: SimulatorDeployment
+metadata: {name: %s, namespace: %s}
+spec:
+  decode: {enabled: true, replicas: 1}
+]]):format(name, ns))
+      local ok, err = pcall(function()
+        cluster.eventually(90, name .. " Ready", function()
+          local c = condition(cluster.get("simdep", name, ns), "Ready")
+          return c and c.status == "True"
+        end)
+        -- the watch and the audit log lag the writes by different amounts: compare once both
+        -- show Ready (a write that changed nothing would never be matched by a watch event)
+        local statuses, writes = {}, {}
+        local function seen()
+          statuses = {}
+          local previous
+          for _, l in ipairs(watch:lines()) do
+            local st = l:match("^%d+ (.*)$")
+            if st and st ~= "" and st ~= previous then statuses[#statuses + 1] = st end
+            previous = st
+          end
+          writes = operator_writes(since, function(e)
+            local o = e.objectRef or {}
+            return o.resource == "simulatordeployments" and o.subresource == "status" and o.name == name
+          end)
+          local last = statuses[#statuses] or ""
+          return last:find('"status":"True","type":"Ready"', 1, true) and #statuses == #writes,
+            ("%d status changes watched, %d status writes audited"):format(#statuses, #writes)
+        end
+        cluster.eventually(30, "one status write per status change the watch saw", seen)
+        for _, st in ipairs(statuses) do
+          assert.falsy(st:find("not created yet", 1, true), "a status written before its children: " .. st)
+        end
+        assert.is_true(echoes() > before, "the echoes of its status writes were not reconciled")
+      end)
+      watch:stop(5)
+      watch:cleanup()
+      cluster.kubectl("delete namespace " .. ns .. " --wait=false")
+      assert(ok, err)
+    end)
+  end)
+
   describe("drift comes back", function()
     local function wait_restored(what, fn)
       return cluster.eventually(30, what .. " restored", fn)
