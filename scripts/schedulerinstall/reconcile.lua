@@ -620,14 +620,14 @@ end
 
 --- What one reconcile collects: the children (in apply order), the
 --- conditions known only after the fact (RouteAccepted, EnvoyFilterApplied)
---- and the reasons for Degraded, in the order they were found.
-local function collector()
+--- and the reasons for Degraded, in the order they were found (`once`: a
+--- reason and message found again is not repeated, for the arms' EPPs).
+local function collector(once)
   local r = { children = {}, later = {}, degraded = {} }
   function r.add(o) r.children[#r.children + 1] = o end
   function r.set_later(type_, status, reason, message) r.later[type_] = { status, reason, message } end
-  -- the arms' EPPs share spec.epp: one reason for all of them is said once
   function r.degrade(reason, message)
-    for _, x in ipairs(r.degraded) do
+    for _, x in ipairs(once and r.degraded or {}) do
       if x.reason == reason and x.message == message then return end
     end
     r.degraded[#r.degraded + 1] = { reason = reason, message = message }
@@ -1015,7 +1015,7 @@ end
 function M.reconcile(cr, observed, ctx)
   if ctx and ctx.finalizing then return { finalized = true } end
   local s = M.resolve(cr)
-  local r = collector()
+  local r = collector(s.arms ~= nil) -- the arms' EPPs share spec.epp: say its problems once
   local v = version_facts(s)
   local facts, p, d, states = routing_decision(s, cr)
 
