@@ -15,7 +15,10 @@
 -- The routing policy's knobs live in schedulerinstall.routing (applied by
 -- schedulerinstall.route), everything EPP (profiles, version rows, RBAC,
 -- probes) in lib.epp, the simulator version table in schedulerinstall.versions;
--- a policy overlay (scripts/policy.lua) patches the knobs.
+-- a policy overlay (scripts/policy.lua) patches the knobs. With
+-- spec.routing.arms (A/B routing, schedulerinstall.arms) every arm gets the
+-- EPP children and managed pool the single EPP would, built by the same
+-- functions from the arm's resolved spec, instead of the single EPP and pool.
 local conditions = require("lib.conditions")
 local labels = require("lib.labels")
 local names = require("lib.names")
@@ -23,6 +26,7 @@ local obj = require("lib.obj")
 local argslib = require("lib.args")
 local routing = require("schedulerinstall.routing")
 local routes = require("schedulerinstall.route")
+local armslib = require("schedulerinstall.arms")
 local epp = require("lib.epp")
 local versions = require("schedulerinstall.versions")
 
@@ -232,6 +236,7 @@ function M.resolve(cr)
   resolve_routing(s, spec)
   resolve_pool(s, spec)
   resolve_istio(s, spec)
+  s.arms = armslib.resolve(s, spec)
   s.sim_image = is_set(spec.simulatorImage) and spec.simulatorImage or nil
   return s
 end
@@ -615,12 +620,18 @@ end
 
 --- What one reconcile collects: the children (in apply order), the
 --- conditions known only after the fact (RouteAccepted, EnvoyFilterApplied)
---- and the reasons for Degraded, in the order they were found.
-local function collector()
+--- and the reasons for Degraded, in the order they were found (`once`: a
+--- reason and message found again is not repeated, for the arms' EPPs).
+local function collector(once)
   local r = { children = {}, later = {}, degraded = {} }
   function r.add(o) r.children[#r.children + 1] = o end
   function r.set_later(type_, status, reason, message) r.later[type_] = { status, reason, message } end
-  function r.degrade(reason, message) r.degraded[#r.degraded + 1] = { reason = reason, message = message } end
+  function r.degrade(reason, message)
+    for _, x in ipairs(once and r.degraded or {}) do
+      if x.reason == reason and x.message == message then return end
+    end
+    r.degraded[#r.degraded + 1] = { reason = reason, message = message }
+  end
   return r
 end
 
@@ -657,12 +668,35 @@ local function routing_facts(s, cr)
   return facts
 end
 
+--- Step of routing_decision: with spec.routing.arms, each arm's pool and EPP
+--- checked as the single ones are (route.decide on a copy of `facts`), then
+--- combined (arms.decide; the grant names every arm's pool).
+--- @return RoutingDecision d
+--- @return table[] states  per arm: inst (arms.instance), p (pool_facts), d (its own decision)
+local function arms_decision(s, facts)
+  local states, ds = {}, {}
+  for i, arm in ipairs(s.arms) do
+    local inst = armslib.instance(s, arm)
+    local fa = copy_map(facts)
+    fa.pool = pool_facts(inst, inst.pool.name, inst.pool.namespace)
+    fa.epp = { enabled = true, pool_name = inst.epp.pool_name, pool_namespace = inst.epp.pool_namespace,
+      name = inst.epp.name, port = inst.epp.port }
+    fa.pool_applies = true
+    ds[i] = routes.decide(fa)
+    states[i] = { inst = inst, p = fa.pool, d = ds[i] }
+  end
+  local d = armslib.decide(s.arms, ds)
+  if d.refs then d.grant = routes.grant(facts.route_namespace, d.refs, facts.route_name) end
+  return d, states
+end
+
 --- Step of reconcile: the routing decision. The policy picks the backend
 --- from the facts without the pool, then the pool of the route (when it uses
---- one, else the EPP's pool) is looked up and checked.
+--- one, else the EPP's pool) is looked up and checked; with arms, each arm's.
 --- @return RoutingFacts facts
 --- @return table p          pool_facts of that pool
 --- @return RoutingDecision d
+--- @return table[]|nil states  with arms: see arms_decision
 local function routing_decision(s, cr)
   local facts = routing_facts(s, cr)
   local backend = routing.backend_type(facts)
@@ -675,6 +709,10 @@ local function routing_decision(s, cr)
     or pool_facts(s, s.epp.pool_name, s.epp.pool_namespace)
   facts.pool = p
   facts.pool_applies = routed or s.epp.enabled
+  if s.arms then
+    local d, states = arms_decision(s, facts)
+    return facts, p, d, states
+  end
   return facts, p, routes.decide(facts)
 end
 
@@ -769,18 +807,19 @@ local function reconcile_route(s, cr, observed, d, r)
     r.set_later("RouteAccepted", false, "RouteWithheld",
       ("HTTPRoute %s withheld: %s"):format(route_key, d.pool and d.pool.reason or "no usable backend"))
   else
-    local ref = copy_map(d.ref)
+    local timeouts = { backendRequest = "0s", request = "0s" }
+    local rules = d.refs and armslib.route_rules(s.arms, d.refs, timeouts) or { {
+      matches = array({ { path = { type = "PathPrefix", value = "/" } } }),
+      backendRefs = array({ copy_map(d.ref) }),
+      timeouts = timeouts,
+    } }
     r.add({
       apiVersion = M.GATEWAY_API, kind = "HTTPRoute",
       metadata = meta(s.routing.route_name, s.sched_ns, labels.standard(cr, "routing")),
       spec = {
         parentRefs = array({ { group = "gateway.networking.k8s.io", kind = "Gateway",
           name = s.routing.parent.name, namespace = s.routing.parent.namespace } }),
-        rules = array({ {
-          matches = array({ { path = { type = "PathPrefix", value = "/" } } }),
-          backendRefs = array({ ref }),
-          timeouts = { backendRequest = "0s", request = "0s" },
-        } }),
+        rules = array(rules),
       },
     })
     if d.grant then reconcile_grant(cr, d, route_key, r) end
@@ -792,8 +831,9 @@ local function reconcile_route(s, cr, observed, d, r)
 end
 
 --- Step of reconcile: the Istio DestinationRules: load balancing of the proxy
---- Service (spec.destinationRule) and TLS to a secureServing EPP.
-local function reconcile_destination_rules(s, cr, p, r)
+--- Service (spec.destinationRule) and TLS to a secureServing EPP (each
+--- arm's, with `states` from arms_decision).
+local function reconcile_destination_rules(s, cr, p, r, states)
   local is_istio = s.gateway.class == "istio"
   local dr_served = served(M.DR_API, "DestinationRule")
   if s.dr.enabled then
@@ -821,17 +861,20 @@ local function reconcile_destination_rules(s, cr, p, r)
   end
   if s.epp.enabled and s.epp.secure and is_istio then
     if dr_served then
-      local hosts = { { s.sched_ns } }
-      if s.pool.managed and p.served and p.namespace ~= s.sched_ns then hosts[2] = { p.namespace } end
-      for _, h in ipairs(hosts) do
-        r.add({
-          apiVersion = M.DR_API, kind = "DestinationRule",
-          metadata = meta(s.epp.name, h[1], labels.standard(cr, "epp")),
-          spec = {
-            host = names.service_fqdn(s.epp.name, h[1]),
-            trafficPolicy = { tls = { mode = "SIMPLE", insecureSkipVerify = true } },
-          },
-        })
+      for _, e in ipairs(states or { { inst = s, p = p } }) do
+        local name = e.inst.epp.name
+        local hosts = { { s.sched_ns } }
+        if e.inst.pool.managed and e.p.served and e.p.namespace ~= s.sched_ns then hosts[2] = { e.p.namespace } end
+        for _, h in ipairs(hosts) do
+          r.add({
+            apiVersion = M.DR_API, kind = "DestinationRule",
+            metadata = meta(name, h[1], labels.standard(cr, "epp")),
+            spec = {
+              host = names.service_fqdn(name, h[1]),
+              trafficPolicy = { tls = { mode = "SIMPLE", insecureSkipVerify = true } },
+            },
+          })
+        end
       end
     else
       r.degrade("IstioNotInstalled", ("spec.epp.secureServing: %s DestinationRule is not served, so the istio "
@@ -880,11 +923,14 @@ local function reconcile_envoy_filter(s, cr, observed, row, d, r)
 end
 
 --- Step of reconcile: the conditions, set in the order Ready's reason is taken from.
+--- `arm_epp`: with arms, each arm's EPPReady triple (EPPReady accounts for all).
 --- @return Condition[]
-local function condition_list(s, cr, ctx, observed, row, d, r)
+local function condition_list(s, cr, ctx, observed, row, d, r, arm_epp)
   local cs = conditions.new_set(cr)
   if d.pool then cs:set("PoolResolved", d.pool.status, d.pool.reason, d.pool.message) end
-  if s.epp.enabled then
+  if arm_epp then
+    cs:set("EPPReady", armslib.epp_ready(s.arms, arm_epp))
+  elseif s.epp.enabled then
     local st, reason, msg = epp_condition(s, observed, row)
     cs:set("EPPReady", st, reason, msg)
   end
@@ -899,23 +945,35 @@ local function condition_list(s, cr, ctx, observed, row, d, r)
   else
     cs:set("Degraded", false, "AsExpected", "every requested component is supported and configured")
   end
-  cs:summarize({ reason = "Ready", message = ("SchedulerInstall ready: backend %s"):format(d.backend) })
+  local split = s.arms and d.refs and (", split over %d arms"):format(#s.arms) or ""
+  cs:summarize({ reason = "Ready", message = ("SchedulerInstall ready: backend %s%s"):format(d.backend, split) })
   return cs:list(ctx and ctx.now)
 end
 
---- Step of reconcile: the status: backend and its ref, pool, versions, conditions.
-local function build_status(s, facts, p, v, d, route_served, list)
+--- Step of reconcile: the status: backend and its ref, pool, versions,
+--- conditions; with arms, status.arms and status.split instead of the single
+--- pool (`arm_epp` each arm's EPPReady triple, `states` from arms_decision).
+local function build_status(s, facts, p, v, d, route_served, list, observed, states, arm_epp)
   local status = {
     backend = s.routing.enabled and route_served and d.backend or "None",
-    inferencePool = facts.pool_applies and { apiVersion = p.apiVersion, name = p.name, namespace = p.namespace,
-      managed = s.pool.managed } or nil,
+    inferencePool = facts.pool_applies and not s.arms and { apiVersion = p.apiVersion, name = p.name,
+      namespace = p.namespace, managed = s.pool.managed } or nil,
     eppVersion = s.epp.enabled and v.row.version or nil,
     kvCacheMetric = v.kv_metric,
     conditions = list,
   }
-  if s.routing.enabled and route_served and d.ref then
+  if s.routing.enabled and route_served and d.ref and not d.refs then
     status.backendRef = { group = d.ref.group, kind = d.ref.kind, name = d.ref.name,
       namespace = d.ref.namespace, port = d.ref.port }
+  end
+  if s.arms then
+    local ds, ready = {}, {}
+    for i, st in ipairs(states) do
+      ds[i] = st.d
+      local dep = names.observed_child(observed, "apps/v1", "Deployment", s.sched_ns, st.inst.epp.name)
+      ready[i] = dig(dep, "status", "readyReplicas")
+    end
+    status.arms, status.split = armslib.status(s.arms, ds, arm_epp, ready)
   end
   return status
 end
@@ -957,24 +1015,38 @@ end
 function M.reconcile(cr, observed, ctx)
   if ctx and ctx.finalizing then return { finalized = true } end
   local s = M.resolve(cr)
-  local r = collector()
+  local r = collector(s.arms ~= nil) -- the arms' EPPs share spec.epp: say its problems once
   local v = version_facts(s)
-  local facts, p, d = routing_decision(s, cr)
+  local facts, p, d, states = routing_decision(s, cr)
 
   -- children in apply order: scheduler namespace (EPP), simulator namespace
-  -- (proxy Service), pool namespace, Gateway, route, Istio
-  if s.epp.enabled then reconcile_epp(s, cr, v, p, r) end
+  -- (proxy Service), pool namespace, Gateway, route, Istio; with arms, each
+  -- arm's EPP and managed pool in place of the single ones
+  local arm_epp
+  if states then
+    arm_epp = {}
+    for i, st in ipairs(states) do
+      reconcile_epp(st.inst, cr, v, st.p, r)
+      arm_epp[i] = { epp_condition(st.inst, observed, v.row) }
+    end
+  elseif s.epp.enabled then
+    reconcile_epp(s, cr, v, p, r)
+  end
   r.add(proxy_service(s, cr))
-  if s.pool.managed and s.epp.enabled and p.served then
+  if states then
+    for _, st in ipairs(states) do
+      if st.p.served then managed_pool(st.inst, cr, st.p, r.add) end
+    end
+  elseif s.pool.managed and s.epp.enabled and p.served then
     managed_pool(s, cr, p, r.add)
   end
   if s.gateway.enabled then reconcile_gateway(s, cr, r) end
   local route_served = reconcile_route(s, cr, observed, d, r)
-  reconcile_destination_rules(s, cr, p, r)
+  reconcile_destination_rules(s, cr, p, r, states)
   if s.ef.enabled then reconcile_envoy_filter(s, cr, observed, v.row, d, r) end
 
-  local list = condition_list(s, cr, ctx, observed, v.row, d, r)
-  local status = build_status(s, facts, p, v, d, route_served, list)
+  local list = condition_list(s, cr, ctx, observed, v.row, d, r, arm_epp)
+  local status = build_status(s, facts, p, v, d, route_served, list, observed, states, arm_epp)
   add_reference_labels(cr, r.children)
   return { children = r.children, status = status, events = ready_events(cr, list) }
 end
@@ -995,6 +1067,9 @@ end
 function M.map_pool(pool)
   local ns, name = dig(pool, "metadata", "namespace"), dig(pool, "metadata", "name")
   return each_install(function(s)
+    for _, a in ipairs(s.arms or {}) do
+      if a.pool_namespace == ns and a.pool_name == name then return true end
+    end
     return (s.pool.namespace == ns and s.pool.name == name)
       or (s.epp.pool_namespace == ns and s.epp.pool_name == name)
   end)
@@ -1005,7 +1080,13 @@ function M.map_endpointslice(slice)
   local ns = dig(slice, "metadata", "namespace")
   local svc = dig(slice, "metadata", "labels", "kubernetes.io/service-name")
   if not svc then return array({}) end
-  return each_install(function(s) return s.epp.enabled and s.sched_ns == ns and s.epp.name == svc end)
+  return each_install(function(s)
+    if not s.epp.enabled or s.sched_ns ~= ns then return false end
+    for _, a in ipairs(s.arms or {}) do
+      if a.epp_name == svc then return true end
+    end
+    return s.epp.name == svc
+  end)
 end
 
 --- SimulatorDeployment -> the SchedulerInstalls that take the simulator

@@ -129,13 +129,19 @@ end
 
 --- The ReferenceGrant a route in `route_ns` needs for `ref`, or nil when the
 --- backend is in the route's namespace. Names the exact group, kind and name.
+--- `ref` is one backendRef or a list of them in one namespace (the pools of
+--- spec.routing.arms): one grant naming each.
 function M.grant(route_ns, ref, route_name)
-  if not ref or ref.namespace == nil or ref.namespace == route_ns then return nil end
+  local refs = (type(ref) == "table" and ref.kind == nil) and ref or { ref }
+  local first = refs[1]
+  if not first or first.namespace == nil or first.namespace == route_ns then return nil end
+  local to = {}
+  for _, r in ipairs(refs) do to[#to + 1] = { group = r.group, kind = r.kind, name = r.name } end
   return {
     name = M.grant_name(route_ns, route_name),
-    namespace = ref.namespace,
+    namespace = first.namespace,
     from = { { group = "gateway.networking.k8s.io", kind = "HTTPRoute", namespace = route_ns } },
-    to = { { group = ref.group, kind = ref.kind, name = ref.name } },
+    to = to,
   }
 end
 
@@ -194,6 +200,7 @@ end
 ---@class RoutingDecision
 ---@field backend "Service"|"InferencePool"|"None"
 ---@field ref table|nil               the HTTPRoute backendRef
+---@field refs table[]|nil            with spec.routing.arms: each arm's backendRef (schedulerinstall/arms.lua)
 ---@field grant table|nil             the ReferenceGrant, when the backend is in another namespace
 ---@field fallback boolean            the route fell back to the proxy Service
 ---@field pool { status: string, reason: string, message: string }|nil  PoolResolved, nil when the pool does not apply

@@ -261,7 +261,7 @@ describe("SchedulerInstall e2e", function()
     end
 
     it("accepts every example unchanged", function()
-      for _, f in ipairs({ "service", "inferencepool", "proxy-performance", "proxy-performance-by-backend" }) do
+      for _, f in ipairs({ "service", "inferencepool", "proxy-performance", "proxy-performance-by-backend", "ab" }) do
         k:must("apply --dry-run=server -f " .. q(ROOT .. "/examples/schedulerinstall-" .. f .. ".yaml"))
       end
     end)
@@ -328,7 +328,7 @@ describe("SchedulerInstall e2e", function()
       local crd = fake.json_decode(out)
       local cols = {}
       for _, c in ipairs(crd.spec.versions[1].additionalPrinterColumns) do cols[#cols + 1] = c.name end
-      assert.same({ "Backend", "Ready", "Reason", "Pool", "EPP", "Age" }, cols)
+      assert.same({ "Backend", "Ready", "Reason", "Pool", "EPP", "Split", "Age" }, cols)
       assert.same({ "schedinst" }, crd.spec.names.shortNames)
     end)
   end)

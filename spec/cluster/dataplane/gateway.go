@@ -1,12 +1,20 @@
 // gateway owns the local gateway: a small Gateway API implementation for the
 // local control plane. It serves every listener of every Gateway whose class
 // is in --classes on its own loopback port, follows the HTTPRoutes attached
-// to it (PathPrefix/Exact matches, weighted backendRefs) and forwards:
+// to it (PathPrefix/Exact path matches, Exact header matches, weighted
+// backendRefs) and forwards:
 //   - to a Service backend: round robin over the ready endpoints of its
 //     EndpointSlices;
 //   - to an InferencePool backend: asks the pool's EPP (endpointPickerRef,
 //     resolved through its Service's EndpointSlices) over ext_proc, forwards
 //     to the endpoint it picks, and streams the response back through the EPP.
+//
+// A rule matches when its path matches and every one of its
+// matches[].headers (type Exact, or no type; names case-insensitive) equals
+// the request's header; of the matching rules the longest path wins, then
+// the one with more header matches (Gateway API precedence, without the
+// Exact-over-prefix, method and query parameter steps), then the first.
+// RegularExpression header matches never match.
 //
 // It writes Gateway and HTTPRoute status (Accepted, ResolvedRefs, Programmed)
 // under its own controller name. It is not Envoy or Istio: no EnvoyFilter or
@@ -357,7 +365,7 @@ type backend struct {
 
 // route finds the backend for a request on a listener.
 func (g *gateway) route(l *gwListener, r *http.Request) (*backend, error) {
-	best, bestLen := []any(nil), -1
+	best, bestLen, bestHeaders := []any(nil), -1, -1
 	var bestRoute *unstructured.Unstructured
 	for _, rt := range g.list(gvrRoute) {
 		parents, _, _ := unstructured.NestedSlice(rt.Object, "spec", "parentRefs")
@@ -398,8 +406,12 @@ func (g *gateway) route(l *gwListener, r *http.Request) (*backend, error) {
 				default:
 					ok = strings.HasPrefix(r.URL.Path, val)
 				}
-				if ok && len(val) > bestLen {
-					best, bestLen, bestRoute = rm["backendRefs"].([]any), len(val), rt
+				headers, _ := mm["headers"].([]any)
+				if !ok || !headersMatch(headers, r.Header) {
+					continue
+				}
+				if len(val) > bestLen || (len(val) == bestLen && len(headers) > bestHeaders) {
+					best, bestLen, bestHeaders, bestRoute = rm["backendRefs"].([]any), len(val), len(headers), rt
 				}
 			}
 		}
@@ -445,6 +457,25 @@ func (g *gateway) route(l *gwListener, r *http.Request) (*backend, error) {
 		pick -= w
 	}
 	return nil, fmt.Errorf("no backend picked")
+}
+
+// headersMatch says whether every HTTPRoute header match (type Exact or
+// unset) equals the request's header of that name; other types never match.
+func headersMatch(matches []any, h http.Header) bool {
+	for _, m := range matches {
+		hm, _ := m.(map[string]any)
+		typ, _ := hm["type"].(string)
+		name, _ := hm["name"].(string)
+		val, _ := hm["value"].(string)
+		if (typ != "" && typ != "Exact") || name == "" {
+			return false
+		}
+		got, present := h[http.CanonicalHeaderKey(name)]
+		if !present || len(got) == 0 || got[0] != val {
+			return false
+		}
+	}
+	return true
 }
 
 // serviceEndpoints lists ready ip:port endpoints of a Service port.
