@@ -31,71 +31,10 @@ local knobs = policy.apply("epp", {
 })
 M.knobs = knobs
 
--- GAIE's prefix-cache-scorer (v1.2 pkg/epp/scheduling/framework/plugins/multi/prefix/plugin.go,
--- v1.4 .../scorer/prefix) reads `blockSize` (characters; autoTune takes the model server's block
--- size when it reports one, 16 tokens x 4 characters on the simulator). The reference operator's
--- `hashBlockSize = 5` is no field of this scorer and was silently ignored: 64 is what always ran.
--- (pd-profile-handler does read `hashBlockSize`, below.)
-local prefix_cache = { type = "prefix-cache-scorer",
-  parameters = { blockSize = 64, maxPrefixBlocksToMatch = 256, lruCapacityPerServer = 31250 } }
-
---- EndpointPickerConfig profiles by name: `plugins` and `schedulingProfiles`
---- (apiVersion and kind are added when rendered). The reference operator's.
+--- EndpointPickerConfig profiles by name (lib/epp_profiles.lua, with the
+--- policy's `profiles` merged in).
 ---@type table<string, { plugins: table[], schedulingProfiles: table[] }>
-M.profiles = policy.apply("profiles", {
-  -- decode-oriented: load, prefix-cache and KV-cache utilisation scorers
-  default = {
-    plugins = {
-      { type = "load-aware-scorer" }, prefix_cache, { type = "kv-cache-utilization-scorer" },
-      { type = "decode-filter" }, { type = "max-score-picker" }, { type = "single-profile-handler" },
-    },
-    schedulingProfiles = {
-      { name = "default", plugins = {
-        { pluginRef = "decode-filter" }, { pluginRef = "max-score-picker" },
-        { pluginRef = "load-aware-scorer", weight = 1 }, { pluginRef = "prefix-cache-scorer", weight = 2 },
-        { pluginRef = "kv-cache-utilization-scorer", weight = 1 },
-      } },
-    },
-  },
-  -- prefill/decode disaggregation (SimulatorDeployment with a prefill stage)
-  pd = {
-    plugins = {
-      { type = "prefill-header-handler" }, { type = "prefill-filter" }, { type = "decode-filter" },
-      prefix_cache, { type = "max-score-picker" },
-      { type = "pd-profile-handler", parameters = { threshold = 10, hashBlockSize = 5 } },
-    },
-    schedulingProfiles = {
-      { name = "prefill", plugins = { { pluginRef = "prefill-filter" }, { pluginRef = "max-score-picker" },
-        { pluginRef = "prefix-cache-scorer", weight = 2 } } },
-      { name = "decode", plugins = { { pluginRef = "decode-filter" }, { pluginRef = "max-score-picker" },
-        { pluginRef = "prefix-cache-scorer", weight = 2 } } },
-    },
-  },
-  -- proxy endpoints: score by in-flight requests only
-  ["proxy-performance"] = {
-    plugins = {
-      { type = "active-request-scorer", parameters = { requestTimeout = "2m" } },
-      { type = "max-score-picker" }, { type = "single-profile-handler" },
-    },
-    schedulingProfiles = {
-      { name = "default", plugins = { { pluginRef = "max-score-picker" },
-        { pluginRef = "active-request-scorer", weight = 1 } } },
-    },
-  },
-  -- as proxy-performance, after keeping only NVLink-backed proxies
-  ["proxy-performance-by-backend"] = {
-    plugins = {
-      { type = "active-request-scorer", parameters = { requestTimeout = "2m" } },
-      { type = "by-label-selector", name = "by-kv-backend",
-        parameters = { matchLabels = { ["llm-d.ai/kv-backend"] = "nvlink" } } },
-      { type = "max-score-picker" }, { type = "single-profile-handler" },
-    },
-    schedulingProfiles = {
-      { name = "default", plugins = { { pluginRef = "by-kv-backend" }, { pluginRef = "max-score-picker" },
-        { pluginRef = "active-request-scorer", weight = 1 } } },
-    },
-  },
-})
+M.profiles = require("lib.epp_profiles")
 
 -- -------------------------------------------------------------- profiles
 

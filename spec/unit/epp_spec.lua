@@ -93,7 +93,7 @@ describe("lib.epp profiles", function()
   local profiles
   before_each(function()
     fake.install({})
-    package.loaded["lib.epp"] = nil
+    package.loaded["lib.epp"], package.loaded["lib.epp_profiles"] = nil, nil
     profiles = require("lib.epp")
   end)
 
