@@ -139,19 +139,23 @@ end
 
 local FIXTURES = ROOT .. "/scripts/schedulerinstall/fixtures/"
 
+-- file: "<name>.yaml" or "contract/<name>.yaml" (the contract cases, doc/hot-reload.md)
 local function load_case(file)
   local case = fake.yaml_load_file(FIXTURES .. file)[1]
-  case.input = case.input or fake.yaml_load_file(FIXTURES .. case.input_path)[1]
+  local dir = (FIXTURES .. file):match("^(.*/)")
+  case.input = case.input or fake.yaml_load_file(dir .. case.input_path)[1]
   return case
 end
 
 local function all_cases()
-  local p = assert(io.popen("ls " .. q(FIXTURES)))
   local out = {}
-  for f in p:lines() do
-    if f:match("%.yaml$") then out[#out + 1] = f end
+  for _, sub in ipairs({ "", "contract/" }) do
+    local p = assert(io.popen("ls " .. q(FIXTURES .. sub)))
+    for f in p:lines() do
+      if f:match("%.yaml$") then out[#out + 1] = sub .. f end
+    end
+    p:close()
   end
-  p:close()
   table.sort(out)
   return out
 end
@@ -302,11 +306,12 @@ describe("SchedulerInstall e2e", function()
       { "spec.epp.replicas: Invalid value", function(s) s.epp.replicas = 2147483647 end },
       -- an inline EndpointPickerConfig: not with a profile, and every pluginRef names a plugin
       { "spec.epp.config and spec.epp.configProfile are mutually exclusive", function(s)
+        s.epp.configProfile = "default"
         s.epp.config = load_case("epp-inline-config.yaml").input.spec.epp.config
       end },
       { "every schedulingProfiles[].plugins[].pluginRef must name one of plugins", function(s)
         s.epp.configProfile = nil
-        s.epp.config = load_case("epp-inline-bad-pluginref.yaml").input.spec.epp.config
+        s.epp.config = load_case("contract/epp-inline-bad-pluginref.yaml").input.spec.epp.config
       end },
     }
     for _, r in ipairs(refused) do
