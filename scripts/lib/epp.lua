@@ -1,18 +1,19 @@
 --- Everything the operator knows about the EPP (llm-d-inference-scheduler, or
 --- the GAIE `epp` image), for both kinds that run one (SchedulerInstall and
---- SimulatorDeployment's spec.epp): the image default, the EndpointPickerConfig
---- profiles and which one a CR gets, the flags and RBAC rules by version, and
---- the probes. The knobs (image, profiles, profile selection) take the
---- `profiles` and `epp` sections of a policy overlay (lib/policy.lua,
---- doc/hot-reload.md), so a weight changed there reaches every EPP.
+--- SimulatorDeployment's spec.epp): the image default, which profile a CR gets
+--- (the profiles are lib/epp_profiles.lua), the checks and rendering of an
+--- EndpointPickerConfig (a profile, or an inline spec.epp.config), the plugin
+--- types, flags and RBAC rules by version, and the probes. The knobs (image,
+--- profile selection) take the `epp` section of a policy overlay, the profiles
+--- its `profiles` section (lib/policy.lua, doc/hot-reload.md), so a weight
+--- changed there reaches every EPP.
 ---
---- Sources (doc/configuration.md "Versions" summarises them): plugin types
---- from llm-d-inference-scheduler v0.4.0 docs/architecture.md ("Configuration")
---- and gateway-api-inference-extension v1.2.0 pkg/epp; EPP flags from GAIE
---- v1.2.0 cmd/epp/runner/runner.go and v1.4.0 pkg/epp/server/options.go
---- (Validate refuses the metric-name flags); EPP RBAC from
---- llm-d-inference-scheduler v0.4.0 deploy/components/inference-gateway/rbac.yaml
---- and llm-d/llm-d-benchmark#775 (inferencemodelrewrites).
+--- Sources (doc/configuration.md "Versions" and "Inline EPP config" summarise
+--- them): plugin types above the version rows; EPP flags from GAIE v1.2.0
+--- cmd/epp/runner/runner.go and v1.4.0 pkg/epp/server/options.go (Validate
+--- refuses the metric-name flags); EPP RBAC from llm-d-inference-scheduler
+--- v0.4.0 deploy/components/inference-gateway/rbac.yaml and
+--- llm-d/llm-d-benchmark#775 (inferencemodelrewrites).
 local policy = require("lib.policy")
 local semver = require("lib.version")
 
