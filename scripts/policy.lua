@@ -9,5 +9,5 @@
 --     } } },
 --   }
 --
--- Sections: routing (schedulerinstall/routing.lua), profiles and epp (lib/epp.lua).
+-- Sections: routing (schedulerinstall/routing.lua), profiles (lib/epp_profiles.lua), epp (lib/epp.lua).
 return {}

@@ -372,7 +372,7 @@ int lk_fixture_run(struct lk_engine *e, const char *path, const json_t *doc,
 struct group {
   char *detail;     /* the message without "<file>: <case name>: " */
   char *first;      /* the first whole message */
-  char *file;       /* the first case's file */
+  char *file;       /* the first case's file; once they span files, the folder they share */
   size_t n, nfiles; /* cases with this detail, and whether they span files */
 };
 
@@ -381,13 +381,29 @@ struct groups {
   size_t n;
 };
 
+/* Cuts folder (a path) to the longest folder it shares with file. */
+static void common_folder(char *folder, const char *file)
+{
+  size_t k = 0, cut = 0;
+  while (folder[k] && folder[k] == file[k]) {
+    if (file[k] == '/') cut = k;
+    k++;
+  }
+  if (!folder[k] && file[k] == '/') cut = k;
+  folder[cut] = '\0';
+}
+
 static void group_add(struct groups *g, const char *file, const char *label, const char *msg)
 {
   size_t ll = strlen(label);
   const char *detail = !strncmp(msg, label, ll) && !strncmp(msg + ll, ": ", 2) ? msg + ll + 2 : msg;
   for (size_t i = 0; i < g->n; i++)
     if (!strcmp(g->v[i].detail, detail)) {
-      if (g->v[i].n++ && strcmp(g->v[i].file, file)) g->v[i].nfiles = 2;
+      struct group *x = &g->v[i];
+      if (x->n++ && x->file && strcmp(x->file, file)) {
+        common_folder(x->file, file); /* fixtures/ and fixtures/contract/ give fixtures */
+        x->nfiles = 2;
+      }
       return;
     }
   struct group *v = realloc(g->v, (g->n + 1) * sizeof(*v));
@@ -397,7 +413,7 @@ static void group_add(struct groups *g, const char *file, const char *label, con
 }
 
 /* Adds the groups to fails: a failure of one case as it was, a failure
- * shared by several as "<file, or its folder + /\*.yaml>: <n> fixture cases:
+ * shared by several as "<file, or the folder they share + /\*.yaml>: <n> fixture cases:
  * <detail>". */
 static void group_flush(struct groups *g, struct lk_messages *fails)
 {
@@ -407,10 +423,8 @@ static void group_flush(struct groups *g, struct lk_messages *fails)
       if (x->n == 1) {
         lk_messages_add(fails, "%s", x->first);
       } else {
-        const char *slash = x->nfiles > 1 ? strrchr(x->file, '/') : NULL;
-        lk_messages_add(fails, "%.*s%s: %zu fixture cases: %s",
-                        slash ? (int)(slash - x->file) : (int)strlen(x->file), x->file,
-                        slash ? "/*.yaml" : "", x->n, x->detail);
+        lk_messages_add(fails, "%s%s: %zu fixture cases: %s", x->file,
+                        x->nfiles > 1 ? "/*.yaml" : "", x->n, x->detail);
       }
     }
     free(x->detail), free(x->first), free(x->file);

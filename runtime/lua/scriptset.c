@@ -137,7 +137,9 @@ static int walk(struct collect *c, const char *rel, int depth)
   }
   int rc = 0;
   struct dirent *e;
-  int is_fixtures = depth == 2 && has_suffix(rel, "/fixtures");
+  /* "<folder>/fixtures" and its "contract" subfolder hold fixture files */
+  int is_fixtures = (depth == 2 && has_suffix(rel, "/fixtures")) ||
+                    (depth == 3 && has_suffix(rel, "/fixtures/" LK_CONTRACT_DIR));
   while (rc == 0 && (e = readdir(d))) {
     const char *n = e->d_name;
     if (n[0] == '.') continue;
@@ -149,8 +151,8 @@ static int walk(struct collect *c, const char *rel, int depth)
     struct stat st;
     if (stat(cpath, &st) != 0) continue; /* dangling link */
     if (S_ISDIR(st.st_mode)) {
-      if (is_fixtures) continue;
-      rc = walk(c, crel, depth + 1);
+      if (!is_fixtures || (depth == 2 && !strcmp(n, LK_CONTRACT_DIR)))
+        rc = walk(c, crel, depth + 1);
       continue;
     }
     if (!S_ISREG(st.st_mode)) continue;
@@ -246,12 +248,45 @@ oom:
   return -1;
 }
 
-/* Replaces or adds one overlay module (or fixture file). */
+/* The contract fixture file of the directory that fixture path rel
+ * ("<folder>/fixtures/<name>.yaml" or .yml) would stand in for, or NULL:
+ * "<folder>/fixtures/contract/<name>.yaml" (or .yml). */
+static const char *contract_twin(const struct lk_scriptset *set, const char *rel)
+{
+  const char *slash = strrchr(rel, '/'), *dot = strrchr(rel, '.');
+  if (!slash || !dot || dot < slash) return NULL;
+  for (size_t i = 0; i < set->nfixtures; i++) {
+    const char *f = set->fixtures[i];
+    size_t dir = (size_t)(slash - rel) + 1, stem = (size_t)(dot - slash) - 1;
+    size_t cl = strlen(LK_CONTRACT_DIR);
+    if (!strncmp(f, rel, dir) && !strncmp(f + dir, LK_CONTRACT_DIR "/", cl + 1) &&
+        !strncmp(f + dir + cl + 1, slash + 1, stem) &&
+        (!strcmp(f + dir + cl + 1 + stem, ".yaml") || !strcmp(f + dir + cl + 1 + stem, ".yml")))
+      return f;
+  }
+  return NULL;
+}
+
+/* Replaces or adds one overlay module (or fixture file). A key that would
+ * replace a contract fixture file, or names one, is refused. */
 static int apply_overlay(struct collect *c, const struct lk_overlay_entry *e, const char *origin)
 {
   char name[512];
-  if (lk_fixture_path_from_key(e->key, name, sizeof(name)) == 0)
+  const char *contract = NULL;
+  if (lk_fixture_path_from_key(e->key, name, sizeof(name)) == 0 &&
+      !(contract = contract_twin(c->set, name)))
     return add_overlay_fixture(c, e, name, origin);
+  if (contract || strstr(e->key, ".fixtures." LK_CONTRACT_DIR ".")) {
+    snprintf(c->err, c->errlen,
+             "%s%s%s: %s%s; contract cases run against every overlay and cannot be replaced (give "
+             "the overlay's cases a name of their own; doc/hot-reload.md, \"Contract fixtures\")",
+             origin ? origin : "", origin ? ": " : "", e->key,
+             contract
+                 ? "would replace the contract fixture file "
+                 : "names a file of a contract fixture folder <folder>/fixtures/" LK_CONTRACT_DIR,
+             contract ? contract : "");
+    return -1;
+  }
   if (lk_module_name_from_key(e->key, name, sizeof(name)) != 0) {
     if (!valid_module_name(e->key) || strlen(e->key) >= sizeof(name)) {
       snprintf(c->err, c->errlen,

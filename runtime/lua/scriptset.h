@@ -15,6 +15,13 @@
  * in the overlay"). Its cases run with the directory's (input_path is
  * relative to "<dir>/<folder>/fixtures").
  *
+ * Contract fixtures: "<folder>/fixtures/contract/<name>.yaml" files hold the
+ * cases no policy may change (security containment, ownership, status
+ * honesty, input validation). They run against every overlay: a key that
+ * would replace one ("<folder>.fixtures.<name>.yaml" with the same <name>, or
+ * a key naming the contract folder) makes lk_scriptset_load fail naming the
+ * key (doc/hot-reload.md, "Contract fixtures").
+ *
  * The revision ("sha256:<hex>") hashes every module of the effective set
  * (after the overlay) in name order: name, NUL, source length, NUL, source.
  * Fixtures are not part of it: they do not change what a reconcile does.
@@ -25,6 +32,9 @@
 #define SCHEDSIM_LUA_SCRIPTSET_H
 
 #include <stddef.h>
+
+/* The subfolder of "<folder>/fixtures" that holds the contract fixture files. */
+#define LK_CONTRACT_DIR "contract"
 
 struct lk_module {
   char *name;   /* "simulatordeployment.reconcile" */
@@ -65,7 +75,8 @@ struct lk_scriptset {
 /* Loads dir (may be NULL: overlay only) and applies the overlay (origin
  * names the overlay in chunk names, e.g. "configmap:ns/name"; may be NULL).
  * Returns 0, or -1 with "file: message" in err (unreadable directory or file,
- * invalid module file name, invalid overlay key). */
+ * invalid module file name, invalid overlay key, an overlay key that would
+ * replace a contract fixture file). */
 int lk_scriptset_load(const char *dir, const struct lk_overlay_entry *overlay, size_t noverlay,
                       const char *origin, struct lk_scriptset **out, char *err, size_t errlen);
 void lk_scriptset_free(struct lk_scriptset *set);

@@ -1,18 +1,19 @@
 --- Everything the operator knows about the EPP (llm-d-inference-scheduler, or
 --- the GAIE `epp` image), for both kinds that run one (SchedulerInstall and
---- SimulatorDeployment's spec.epp): the image default, the EndpointPickerConfig
---- profiles and which one a CR gets, the flags and RBAC rules by version, and
---- the probes. The knobs (image, profiles, profile selection) take the
---- `profiles` and `epp` sections of a policy overlay (lib/policy.lua,
---- doc/hot-reload.md), so a weight changed there reaches every EPP.
+--- SimulatorDeployment's spec.epp): the image default, which profile a CR gets
+--- (the profiles are lib/epp_profiles.lua), the checks and rendering of an
+--- EndpointPickerConfig (a profile, or an inline spec.epp.config), the plugin
+--- types, flags and RBAC rules by version, and the probes. The knobs (image,
+--- profile selection) take the `epp` section of a policy overlay, the profiles
+--- its `profiles` section (lib/policy.lua, doc/hot-reload.md), so a weight
+--- changed there reaches every EPP.
 ---
---- Sources (doc/configuration.md "Versions" summarises them): plugin types
---- from llm-d-inference-scheduler v0.4.0 docs/architecture.md ("Configuration")
---- and gateway-api-inference-extension v1.2.0 pkg/epp; EPP flags from GAIE
---- v1.2.0 cmd/epp/runner/runner.go and v1.4.0 pkg/epp/server/options.go
---- (Validate refuses the metric-name flags); EPP RBAC from
---- llm-d-inference-scheduler v0.4.0 deploy/components/inference-gateway/rbac.yaml
---- and llm-d/llm-d-benchmark#775 (inferencemodelrewrites).
+--- Sources (doc/configuration.md "Versions" and "Inline EPP config" summarise
+--- them): plugin types above the version rows; EPP flags from GAIE v1.2.0
+--- cmd/epp/runner/runner.go and v1.4.0 pkg/epp/server/options.go (Validate
+--- refuses the metric-name flags); EPP RBAC from llm-d-inference-scheduler
+--- v0.4.0 deploy/components/inference-gateway/rbac.yaml and
+--- llm-d/llm-d-benchmark#775 (inferencemodelrewrites).
 local policy = require("lib.policy")
 local semver = require("lib.version")
 
@@ -31,73 +32,47 @@ local knobs = policy.apply("epp", {
 })
 M.knobs = knobs
 
--- GAIE's prefix-cache-scorer (v1.2 pkg/epp/scheduling/framework/plugins/multi/prefix/plugin.go,
--- v1.4 .../scorer/prefix) reads `blockSize` (characters; autoTune takes the model server's block
--- size when it reports one, 16 tokens x 4 characters on the simulator). The reference operator's
--- `hashBlockSize = 5` is no field of this scorer and was silently ignored: 64 is what always ran.
--- (pd-profile-handler does read `hashBlockSize`, below.)
-local prefix_cache = { type = "prefix-cache-scorer",
-  parameters = { blockSize = 64, maxPrefixBlocksToMatch = 256, lruCapacityPerServer = 31250 } }
-
---- EndpointPickerConfig profiles by name: `plugins` and `schedulingProfiles`
---- (apiVersion and kind are added when rendered). The reference operator's.
+--- EndpointPickerConfig profiles by name (lib/epp_profiles.lua, with the
+--- policy's `profiles` merged in).
 ---@type table<string, { plugins: table[], schedulingProfiles: table[] }>
-M.profiles = policy.apply("profiles", {
-  -- decode-oriented: load, prefix-cache and KV-cache utilisation scorers
-  default = {
-    plugins = {
-      { type = "load-aware-scorer" }, prefix_cache, { type = "kv-cache-utilization-scorer" },
-      { type = "decode-filter" }, { type = "max-score-picker" }, { type = "single-profile-handler" },
-    },
-    schedulingProfiles = {
-      { name = "default", plugins = {
-        { pluginRef = "decode-filter" }, { pluginRef = "max-score-picker" },
-        { pluginRef = "load-aware-scorer", weight = 1 }, { pluginRef = "prefix-cache-scorer", weight = 2 },
-        { pluginRef = "kv-cache-utilization-scorer", weight = 1 },
-      } },
-    },
-  },
-  -- prefill/decode disaggregation (SimulatorDeployment with a prefill stage)
-  pd = {
-    plugins = {
-      { type = "prefill-header-handler" }, { type = "prefill-filter" }, { type = "decode-filter" },
-      prefix_cache, { type = "max-score-picker" },
-      { type = "pd-profile-handler", parameters = { threshold = 10, hashBlockSize = 5 } },
-    },
-    schedulingProfiles = {
-      { name = "prefill", plugins = { { pluginRef = "prefill-filter" }, { pluginRef = "max-score-picker" },
-        { pluginRef = "prefix-cache-scorer", weight = 2 } } },
-      { name = "decode", plugins = { { pluginRef = "decode-filter" }, { pluginRef = "max-score-picker" },
-        { pluginRef = "prefix-cache-scorer", weight = 2 } } },
-    },
-  },
-  -- proxy endpoints: score by in-flight requests only
-  ["proxy-performance"] = {
-    plugins = {
-      { type = "active-request-scorer", parameters = { requestTimeout = "2m" } },
-      { type = "max-score-picker" }, { type = "single-profile-handler" },
-    },
-    schedulingProfiles = {
-      { name = "default", plugins = { { pluginRef = "max-score-picker" },
-        { pluginRef = "active-request-scorer", weight = 1 } } },
-    },
-  },
-  -- as proxy-performance, after keeping only NVLink-backed proxies
-  ["proxy-performance-by-backend"] = {
-    plugins = {
-      { type = "active-request-scorer", parameters = { requestTimeout = "2m" } },
-      { type = "by-label-selector", name = "by-kv-backend",
-        parameters = { matchLabels = { ["llm-d.ai/kv-backend"] = "nvlink" } } },
-      { type = "max-score-picker" }, { type = "single-profile-handler" },
-    },
-    schedulingProfiles = {
-      { name = "default", plugins = { { pluginRef = "by-kv-backend" }, { pluginRef = "max-score-picker" },
-        { pluginRef = "active-request-scorer", weight = 1 } } },
-    },
-  },
-})
+M.profiles = require("lib.epp_profiles")
 
 -- -------------------------------------------------------------- profiles
+
+local function sorted_keys(t)
+  local out = {}
+  for k in pairs(t) do out[#out + 1] = tostring(k) end
+  table.sort(out)
+  return out
+end
+
+-- The shape and references every EndpointPickerConfig needs; `at` names a
+-- place: at() the config, at(i) its plugins[i], at(i, j, sp) plugin j of
+-- scheduling profile i (`sp`); `of` names the plugins in a ref message.
+local function config_problem(p, at, of)
+  if type(p) ~= "table" or type(p.plugins) ~= "table" or #p.plugins == 0
+    or type(p.schedulingProfiles) ~= "table" or #p.schedulingProfiles == 0 then
+    return at() .. ": needs plugins and schedulingProfiles (non-empty lists)"
+  end
+  local defined = {}
+  for i, pl in ipairs(p.plugins) do
+    if type(pl) ~= "table" or type(pl.type) ~= "string" or pl.type == "" then
+      return at(i) .. ": needs a type"
+    end
+    defined[pl.name or pl.type] = true
+  end
+  for i, sp in ipairs(p.schedulingProfiles) do
+    local refs = type(sp) == "table" and type(sp.plugins) == "table" and sp.plugins or {}
+    for j, ref in ipairs(refs) do
+      local name = type(ref) == "table" and ref.pluginRef or nil
+      if not defined[name] then
+        return ("%s: pluginRef %q names no plugin of %s (%s)")
+          :format(at(i, j, sp), tostring(name), of, table.concat(sorted_keys(defined), ", "))
+      end
+    end
+  end
+  return nil
+end
 
 --- Why profile `p` (named `name`) cannot be an EndpointPickerConfig, or nil:
 --- `plugins` and `schedulingProfiles` must be non-empty lists, every plugin
@@ -108,30 +83,12 @@ M.profiles = policy.apply("profiles", {
 --- @param p table
 --- @return string|nil
 function M.profile_problem(name, p)
-  local where = ("profile %q (lib/epp.lua and the policy's profiles)"):format(name)
-  if type(p) ~= "table" or type(p.plugins) ~= "table" or #p.plugins == 0
-    or type(p.schedulingProfiles) ~= "table" or #p.schedulingProfiles == 0 then
-    return where .. ": needs plugins and schedulingProfiles (non-empty lists)"
-  end
-  local defined = {}
-  for i, pl in ipairs(p.plugins) do
-    if type(pl) ~= "table" or type(pl.type) ~= "string" then
-      return ("%s: plugins[%d]: needs a type"):format(where, i)
-    end
-    defined[pl.name or pl.type] = true
-  end
-  for _, sp in ipairs(p.schedulingProfiles) do
-    for j, ref in ipairs(type(sp) == "table" and sp.plugins or {}) do
-      if not defined[ref.pluginRef] then
-        local known = {}
-        for k in pairs(defined) do known[#known + 1] = k end
-        table.sort(known)
-        return ("%s: schedulingProfiles %q plugins[%d]: pluginRef %q names no plugin of the profile (%s)")
-          :format(where, tostring(sp.name), j, tostring(ref.pluginRef), table.concat(known, ", "))
-      end
-    end
-  end
-  return nil
+  local where = ("profile %q (lib/epp_profiles.lua and the policy's profiles)"):format(name)
+  return config_problem(p, function(i, j, sp)
+    if j then return ("%s: schedulingProfiles %q plugins[%d]"):format(where, tostring(sp.name), j) end
+    if i then return ("%s: plugins[%d]"):format(where, i) end
+    return where
+  end, "the profile")
 end
 
 for _, name in ipairs((function()
@@ -147,12 +104,15 @@ end
 M.CONFIG_API = "inference.networking.x-k8s.io/v1alpha1"
 M.CONFIG_KIND = "EndpointPickerConfig"
 
--- Deep copy, marking every sequence as a JSON/YAML array.
+-- Deep copy, marking every sequence (and every table decoded from a JSON
+-- array, even empty) as a JSON/YAML array; a whole float becomes an integer
+-- (`weight: 2`, not `2.0`: GAIE before v1.4 reads weights into an int).
 local function copy(v)
+  if type(v) == "number" then return math.tointeger(v) or v end
   if type(v) ~= "table" then return v end
   local out = {}
   for k, x in pairs(v) do out[k] = copy(x) end
-  if #v > 0 then k8s.array(out) end
+  if #v > 0 or getmetatable(v) == k8s.array_mt then k8s.array(out) end
   return out
 end
 
@@ -173,9 +133,17 @@ end
 function M.config(name, field)
   local p = M.profiles[name]
   if not p then
-    return nil, ("%s %q is not one of %s (the profiles of the script set: lib/epp.lua and the policy's "
+    return nil, ("%s %q is not one of %s (the profiles of the script set: lib/epp_profiles.lua and the policy's "
       .. "profiles)"):format(field or "spec.epp.configProfile", tostring(name), table.concat(M.profile_names(), ", "))
   end
+  return M.with_kind(p)
+end
+
+--- A fresh copy of `p` (`plugins`, `schedulingProfiles`) with apiVersion and
+--- kind: the EndpointPickerConfig the EPP reads.
+--- @param p { plugins: table[], schedulingProfiles: table[] }
+--- @return table
+function M.with_kind(p)
   local cfg = copy(p)
   cfg.apiVersion = M.CONFIG_API
   cfg.kind = M.CONFIG_KIND
@@ -190,6 +158,54 @@ function M.render(name, field)
   local cfg, err = M.config(name, field)
   if not cfg then return nil, err end
   return k8s.yaml.encode(cfg)
+end
+
+--- An inline EndpointPickerConfig fragment (spec.epp.config, checked by
+--- fragment_problem) as YAML text for the EPP's ConfigMap, rendered as
+--- render renders a profile.
+--- @param p { plugins: table[], schedulingProfiles: table[] }
+--- @return string
+function M.render_fragment(p)
+  return k8s.yaml.encode(M.with_kind(p))
+end
+
+--- Why inline EndpointPickerConfig fragment `p` (at `field`, e.g.
+--- "spec.epp.config") cannot run on EPP `row` (an epp_for result), or nil.
+--- Places are named as the API server names them (`field`.plugins[0], lists
+--- from 0). The checks: profile_problem's (shape, every pluginRef names a
+--- plugin); every plugin type is one `row` registers (`row.plugin_types`; a
+--- row without a table checks no types); weights are whole numbers before
+--- GAIE v1.4 (its SchedulingPlugin.Weight was *int, a float64 from v1.4).
+--- @param p table
+--- @param row EPPRow
+--- @param field string
+--- @return string|nil
+function M.fragment_problem(p, row, field)
+  local problem = config_problem(p, function(i, j)
+    if j then return ("%s.schedulingProfiles[%d].plugins[%d]"):format(field, i - 1, j - 1) end
+    if i then return ("%s.plugins[%d]"):format(field, i - 1) end
+    return field
+  end, field .. ".plugins")
+  if problem then return problem end
+  local who = ("%s %s"):format(row.project or "llm-d-inference-scheduler", row.version or "unknown")
+  if row.plugin_types then
+    for i, pl in ipairs(p.plugins) do
+      if not row.plugin_types[pl.type] then
+        return ("%s.plugins[%d].type %q is not a plugin type of %s (known: %s)")
+          :format(field, i - 1, pl.type, who, table.concat(sorted_keys(row.plugin_types), ", "))
+      end
+    end
+  end
+  for i, sp in ipairs(p.schedulingProfiles) do
+    for j, ref in ipairs(sp.plugins) do
+      local w = ref.weight
+      if w ~= nil and (type(w) ~= "number" or (not row.float_weights and w % 1 ~= 0)) then
+        return ("%s.schedulingProfiles[%d].plugins[%d].weight %s: %s takes whole-number weights (fractions from "
+          .. "llm-d-inference-scheduler v0.7, GAIE v1.4)"):format(field, i - 1, j - 1, tostring(w), who)
+      end
+    end
+  end
+  return nil
 end
 
 -- ---------------------------------------------------------------- versions
@@ -235,6 +251,42 @@ local rules_v04 = {
     verbs = write },
 }
 
+-- Plugin types each EPP registers: what an inline spec.epp.config may name
+-- (fragment_problem). Confirmed from the tagged sources:
+--   * llm-d-inference-scheduler v0.4.0 pkg/plugins/register.go (RegisterAllPlugins; the same
+--     twelve are documented in its docs/architecture.md "Plugin Configuration");
+--   * gateway-api-inference-extension v1.2.0, v1.3.0 and v1.4.0 cmd/epp/runner/runner.go
+--     (registerInTreePlugins), GAIE_V12/V13/V14 below.
+-- Not confirmed at a tag: that llm-d-inference-scheduler v0.5-v0.7 register the same twelve as
+-- v0.4.0 (seen unchanged in a January 2026 tree on a post-v1.3 GAIE:
+-- opendatahub-io/llm-d-inference-scheduler b0730f75 pkg/plugins/register.go). The v0.8 (GAIE
+-- v1.6) and pre-v0.4 rows have no table: their plugin types are not checked.
+local function type_set(...)
+  local out = {}
+  for _, list in ipairs({ ... }) do
+    for _, t in ipairs(list) do out[t] = true end
+  end
+  return out
+end
+local LLMD_V04 = {
+  "by-label", "by-label-selector", "decode-filter", "prefill-filter", "prefill-header-handler",
+  "data-parallel-profile-handler", "pd-profile-handler", "precise-prefix-cache-scorer", "load-aware-scorer",
+  "session-affinity-scorer", "active-request-scorer", "no-hit-lru-scorer",
+}
+local GAIE_V12 = {
+  "prefix-cache-scorer", "max-score-picker", "random-picker", "weighted-random-picker", "single-profile-handler",
+  "kv-cache-utilization-scorer", "queue-scorer", "lora-affinity-scorer",
+  -- registered "for test purpose only (used in conformance tests)", but registered
+  "header-based-testing-filter", "destination-endpoint-served-verifier",
+}
+local GAIE_V13 = { "running-requests-size-scorer", "predicted-latency-scorer", "metrics-data-source",
+  "model-server-protocol-metrics" }
+local GAIE_V14 = { "global-strict-fairness-policy", "round-robin-fairness-policy", "fcfs-ordering-policy",
+  "edf-ordering-policy", "k8s-notification-source", "request-attribute-reporter" }
+local types_v04 = { gaie = type_set(GAIE_V12), llmd = type_set(LLMD_V04) }
+local types_v05 = { gaie = type_set(GAIE_V12, GAIE_V13), llmd = type_set(LLMD_V04) }
+local types_v07 = { gaie = type_set(GAIE_V12, GAIE_V13, GAIE_V14), llmd = type_set(LLMD_V04) }
+
 ---@class EPPRow
 ---@field since string              first llm-d-inference-scheduler version of the row
 ---@field gaie string               the GAIE version it is built on (GAIE epp images map by it)
@@ -244,6 +296,10 @@ local rules_v04 = {
 ---@field ha { flag: string, liveness: string, readiness: string }|nil  leader election, replicas > 1
 ---@field ext_proc table            the ext_proc processing mode
 ---@field rules table[]             the Role rules, in the pool namespace
+---@field types { gaie: table<string, true>, llmd: table<string, true> }|nil  plugin types it registers
+---@field float_weights boolean|nil  scheduling profile weights may be fractions (GAIE >= v1.4)
+---@field plugin_types table<string, true>|nil  (epp_for) the image's plugin types: GAIE's, plus llm-d's
+---@field project string            (epp_for) "llm-d-inference-scheduler" or "gateway-api-inference-extension epp"
 ---@field version string            (epp_for) the tag, or "unknown"
 ---@field known boolean             (epp_for) the tag is a version
 
@@ -260,11 +316,14 @@ M.rows = {
   { since = "0.8.0", gaie = "1.6.0", metric_flags = "rejected", default_kv_metric = "vllm:kv_cache_usage_perc",
     ha = ha, ext_proc = full_duplex, rules = rules_v07 },
   { since = "0.7.0", gaie = "1.4.0", metrics_auth_flag = true, metric_flags = "rejected",
-    default_kv_metric = "vllm:kv_cache_usage_perc", ha = ha, ext_proc = full_duplex, rules = rules_v07 },
+    default_kv_metric = "vllm:kv_cache_usage_perc", ha = ha, ext_proc = full_duplex, rules = rules_v07,
+    types = types_v07, float_weights = true },
   { since = "0.5.0", gaie = "1.3.0", metrics_auth_flag = true, metric_flags = "accepted",
-    default_kv_metric = "vllm:kv_cache_usage_perc", ha = ha, ext_proc = full_duplex, rules = rules_v04 },
+    default_kv_metric = "vllm:kv_cache_usage_perc", ha = ha, ext_proc = full_duplex, rules = rules_v04,
+    types = types_v05 },
   { since = "0.4.0", gaie = "1.2.0", metrics_auth_flag = true, metric_flags = "accepted",
-    default_kv_metric = "vllm:gpu_cache_usage_perc", ha = ha, ext_proc = full_duplex, rules = rules_v04 },
+    default_kv_metric = "vllm:gpu_cache_usage_perc", ha = ha, ext_proc = full_duplex, rules = rules_v04,
+    types = types_v04 },
   { since = "0.0.0", gaie = "0.0.0", metric_flags = "accepted", default_kv_metric = "vllm:gpu_cache_usage_perc",
     ha = nil, ext_proc = buffered,
     rules = {
@@ -283,9 +342,10 @@ M.gaie_images = { "gateway%-api%-inference%-extension/epp" }
 function M.epp_for(image)
   local tag = M.image_tag(image)
   local v = M.parse(tag)
-  local row
+  local row, gaie_image
   for _, pat in ipairs(M.gaie_images) do
     if type(image) == "string" and image:find(pat) then
+      gaie_image = true
       row = v and M.rows[#M.rows] or M.rows[1]
       for _, r in ipairs(M.rows) do
         if v and M.compare(v, M.parse(r.gaie)) >= 0 then row = r; break end
@@ -302,6 +362,10 @@ function M.epp_for(image)
   local out = setmetatable({}, { __index = row })
   out.version = v and tag or "unknown"
   out.known = v ~= nil
+  out.project = gaie_image and "gateway-api-inference-extension epp" or "llm-d-inference-scheduler"
+  -- the GAIE image registers GAIE's plugins only; llm-d's adds its own
+  out.plugin_types = row.types and (gaie_image and row.types.gaie or type_set(sorted_keys(row.types.gaie),
+    sorted_keys(row.types.llmd)))
   return out
 end
 

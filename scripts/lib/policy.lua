@@ -6,8 +6,8 @@
 ---
 --- Sections and their knob modules:
 ---   routing   schedulerinstall.routing (fallback, portless classes, hints, extra checks, backend choice)
----   profiles  the EndpointPickerConfig profiles of lib.epp (both kinds' EPPs)
----   epp       the other knobs of lib.epp (image default, which profile a CR gets)
+---   profiles  lib.epp_profiles: the EndpointPickerConfig profiles (both kinds' EPPs)
+---   epp       the knobs of lib.epp (image default, which profile a CR gets)
 ---
 --- Merge rules (Kubernetes' strategic merge patch, spelt in Lua):
 ---   * a map merges key by key, recursively; a key set to `k8s.null` is deleted;
@@ -24,7 +24,7 @@
 local M = {}
 
 --- The sections `policy` may have, and the module whose knobs each patches.
-M.SECTIONS = { routing = "schedulerinstall.routing", profiles = "lib.epp", epp = "lib.epp" }
+M.SECTIONS = { routing = "schedulerinstall.routing", profiles = "lib.epp_profiles", epp = "lib.epp" }
 
 --- Sections whose keys are names the user picks (new profiles), not knobs.
 M.OPEN = { profiles = true }

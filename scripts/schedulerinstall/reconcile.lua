@@ -98,7 +98,8 @@ local function resolve_proxy(s, spec)
   s.serving_port, s.serving_port_field = s.proxy.target_port, "spec.proxyService.targetPort"
 end
 
---- Step of resolve: spec.epp with its defaults; refuses an unknown profile and clashing ports.
+--- Step of resolve: spec.epp with its defaults; refuses an unknown profile, an inline config
+--- (spec.epp.config) the EPP version cannot run, and clashing ports.
 local function resolve_epp(s, spec)
   local e = spec.epp
   local epp_port = default(dig(e, "port"), 9002)
@@ -119,9 +120,18 @@ local function resolve_epp(s, spec)
     profile = str_default(dig(e, "configProfile"), epp.knobs.default_profile),
     resources = obj.resources(dig(e, "resources")),
   }
-  -- profiles are data (lib/epp.lua, patched by a policy overlay): the CRD
-  -- takes any name, an unknown one is refused here naming the field
-  if s.epp.enabled then
+  local inline = dig(e, "config")
+  if s.epp.enabled and is_set(inline) then
+    -- an inline EndpointPickerConfig instead of a profile (the CRD refuses both)
+    if is_set(dig(e, "configProfile")) then
+      k8s.terminal("spec.epp.config and spec.epp.configProfile are mutually exclusive; give one")
+    end
+    local problem = epp.fragment_problem(inline, epp.epp_for(s.epp.image), "spec.epp.config")
+    if problem then k8s.terminal(problem) end
+    s.epp.inline = inline
+  elseif s.epp.enabled then
+    -- profiles are data (lib/epp_profiles.lua, patched by a policy overlay):
+    -- the CRD takes any name, an unknown one is refused here naming the field
     local _, perr = epp.config(s.epp.profile)
     if perr then k8s.terminal(perr) end
   end
@@ -419,7 +429,7 @@ local function epp_children(s, cr, row, p, kv_metric, add)
   local e = s.epp
   local std = labels.standard(cr, "epp")
   local config_name = e.name .. "-config"
-  local text = assert(epp.render(e.profile))
+  local text = e.inline and epp.render_fragment(e.inline) or assert(epp.render(e.profile))
 
   add({ apiVersion = "v1", kind = "ServiceAccount", metadata = meta(e.name, s.sched_ns, std) })
   add({ apiVersion = "v1", kind = "ConfigMap", metadata = meta(config_name, s.sched_ns, std),

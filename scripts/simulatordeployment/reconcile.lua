@@ -173,7 +173,8 @@ local function normalize_lb(s, spec, c)
   }
 end
 
---- Step of normalize: spec.epp; its port and health port (port + 1) must miss the metrics port.
+--- Step of normalize: spec.epp; its port and health port (port + 1) must miss the metrics port,
+--- and an inline config (spec.epp.config) must suit the EPP version (lib.epp.fragment_problem).
 local function normalize_epp(s, spec, c)
   local epp_spec = default(spec.epp, {})
   s.epp = { enabled = epp_spec.enabled == true }
@@ -184,6 +185,11 @@ local function normalize_epp(s, spec, c)
     s.epp.verbosity = c.int("spec.epp.verbosity", default(epp_spec.verbosity, 1), 0)
     s.epp.args = c.list("spec.epp.args", epp_spec.args)
     s.epp.resources = epp_spec.resources
+    -- an inline EndpointPickerConfig instead of the profile the stages pick
+    if epp_spec.config ~= nil and not obj.is_null(epp_spec.config) and s.epp.image then
+      local problem = epp.fragment_problem(epp_spec.config, epp.epp_for(s.epp.image), "spec.epp.config")
+      if problem then c.add(problem) else s.epp.inline = epp_spec.config end
+    end
     if s.epp.port and (s.epp.port == M.EPP_METRICS_PORT or s.epp.port + 1 == M.EPP_METRICS_PORT) then
       c.add(string.format("spec.epp.port: %d and its health port %d must not use the metrics port %d",
         s.epp.port, s.epp.port + 1, M.EPP_METRICS_PORT))
@@ -462,9 +468,13 @@ local function epp_children(cr, s, out, pool_served)
   rb.subjects = obj.array({ { kind = "ServiceAccount", name = name, namespace = ns } })
   out[#out + 1] = rb
 
-  local profile = M.epp_profile(s)
-  local config_text, perr = epp.render(profile, "the EPP profile (lib/epp.lua knobs default_profile, pd_profile)")
-  if not config_text then error(perr) end
+  local config_text, perr
+  if e.inline then
+    config_text = epp.render_fragment(e.inline)
+  else
+    config_text, perr = epp.render(M.epp_profile(s), "the EPP profile (lib/epp.lua knobs default_profile, pd_profile)")
+    if not config_text then error(perr) end
+  end
   local cm = obj.object("v1", "ConfigMap", name, ns, meta)
   cm.data = { ["default-plugins.yaml"] = config_text }
   out[#out + 1] = cm

@@ -357,6 +357,21 @@ describe("hot reload (e2e)", function()
       end)
     end
 
+    it("a fixture key that would replace a contract fixture file, naming the key", function()
+      if not need_cluster() then return end
+      local key = "schedulerinstall.fixtures.cross-namespace-service-grant.yaml"
+      local rev = revs["scripts-configmap-routing.yaml"]
+      set_scripts({ [POLICY_KEY] = routing_src,
+        [key] = read(SCRIPTS .. "/schedulerinstall/fixtures/contract/cross-namespace-service-grant.yaml") })
+      local ev = cluster.eventually(30, "a Warning Event naming " .. key, function()
+        return refused_events("configmap: " .. key .. ": would replace the contract fixture file "
+          .. "schedulerinstall/fixtures/contract/cross-namespace-service-grant.yaml")[1]
+      end)
+      assert.matches(rev:sub(1, 19) .. " keeps serving", ev.note, 1, true)
+      assert.equals(rev, revision_of("schedulerinstall", b, "routed"))
+      assert.is_true(same_process())
+    end)
+
     it("a change of the controllers' kinds (controllers.lua), asking for a restart", function()
       if not need_cluster() then return end
       local src = read(SCRIPTS .. "/controllers.lua")

@@ -139,19 +139,23 @@ end
 
 local FIXTURES = ROOT .. "/scripts/schedulerinstall/fixtures/"
 
+-- file: "<name>.yaml" or "contract/<name>.yaml" (the contract cases, doc/hot-reload.md)
 local function load_case(file)
   local case = fake.yaml_load_file(FIXTURES .. file)[1]
-  case.input = case.input or fake.yaml_load_file(FIXTURES .. case.input_path)[1]
+  local dir = (FIXTURES .. file):match("^(.*/)")
+  case.input = case.input or fake.yaml_load_file(dir .. case.input_path)[1]
   return case
 end
 
 local function all_cases()
-  local p = assert(io.popen("ls " .. q(FIXTURES)))
   local out = {}
-  for f in p:lines() do
-    if f:match("%.yaml$") then out[#out + 1] = f end
+  for _, sub in ipairs({ "", "contract/" }) do
+    local p = assert(io.popen("ls " .. q(FIXTURES .. sub)))
+    for f in p:lines() do
+      if f:match("%.yaml$") then out[#out + 1] = sub .. f end
+    end
+    p:close()
   end
-  p:close()
   table.sort(out)
   return out
 end
@@ -300,6 +304,15 @@ describe("SchedulerInstall e2e", function()
       { "spec.gateway.className: Invalid value", function(s) s.gateway.className = "Not A Class" end },
       { "spec.gateway.listenerProtocol: Unsupported value", function(s) s.gateway.listenerProtocol = "QUIC" end },
       { "spec.epp.replicas: Invalid value", function(s) s.epp.replicas = 2147483647 end },
+      -- an inline EndpointPickerConfig: not with a profile, and every pluginRef names a plugin
+      { "spec.epp.config and spec.epp.configProfile are mutually exclusive", function(s)
+        s.epp.configProfile = "default"
+        s.epp.config = load_case("epp-inline-config.yaml").input.spec.epp.config
+      end },
+      { "every schedulingProfiles[].plugins[].pluginRef must name one of plugins", function(s)
+        s.epp.configProfile = nil
+        s.epp.config = load_case("contract/epp-inline-bad-pluginref.yaml").input.spec.epp.config
+      end },
     }
     for _, r in ipairs(refused) do
       it("refuses: " .. r[1], function()
@@ -319,6 +332,12 @@ describe("SchedulerInstall e2e", function()
         s.epp.healthPort = 9100
         s.epp.metricsPort = 9200
         s.simulatorImage = "ghcr.io/llm-d/llm-d-inference-sim:v0.7.0"
+      end))
+      assert(ok, out)
+      -- an inline config instead of the profile, parameters passed through
+      ok, out = dry(variant(function(s)
+        s.epp.configProfile = nil
+        s.epp.config = load_case("epp-inline-config.yaml").input.spec.epp.config
       end))
       assert(ok, out)
     end)
@@ -450,6 +469,45 @@ describe("SchedulerInstall e2e", function()
         end
       end
       delete_and_wait(case, rendered)
+    end)
+
+    it("an inline spec.epp.config with an unknown plugin type is InvalidSpec; fixed, it is rendered; "
+      .. "broken again, the ConfigMap stays", function()
+      local case = load_case("epp-inline-config.yaml")
+      local good = case.input
+      local ns, name = good.metadata.namespace, good.metadata.name
+      local cm_name = "gaie-inference-scheduling-epp-config"
+      local want = case.expect.children[1].data["epp-config.yaml"]
+      local bad = fake.deep_copy(good)
+      table.insert(bad.spec.epp.config.plugins, 3, { type = "foo-scorer" })
+      local message = 'spec.epp.config.plugins[2].type "foo-scorer" is not a plugin type of '
+        .. "llm-d-inference-scheduler v0.4.0 (known: active-request-scorer"
+
+      -- 1. the API server takes it (types are the EPP version's business), the reconciler refuses it
+      k:apply(bad)
+      k:wait_condition(ns, name, "Ready", { status = "False", reason = "InvalidSpec", message_contains = message })
+      assert.is_nil(k:get("configmaps", ns, cm_name), "nothing is applied for an invalid spec")
+
+      -- 2. fixed: the fragment is the EPP's config, as the fixture renders it
+      k:apply(good)
+      local cm = eventually(60, "ConfigMap " .. cm_name .. " with the inline config", function()
+        local got = k:get("configmaps", ns, cm_name)
+        if not got then return nil, "absent; operator log:\n" .. operator_log_tail(op) end
+        return got.data["epp-config.yaml"] == want and got, got.data["epp-config.yaml"]
+      end)
+      local ready = eventually(60, "Ready no longer InvalidSpec", function()
+        local c = k:condition(ns, name, "Ready")
+        return c and c.reason ~= "InvalidSpec" and c, c and c.reason
+      end)
+      assert.is_not_equal("InvalidSpec", ready.reason)
+
+      -- 3. broken again: InvalidSpec, and the running EPP keeps the ConfigMap it had
+      k:apply(bad)
+      k:wait_condition(ns, name, "Ready", { status = "False", reason = "InvalidSpec", message_contains = message })
+      local after = assert(k:get("configmaps", ns, cm_name))
+      assert.equal(want, after.data["epp-config.yaml"])
+      assert.equal(cm.metadata.resourceVersion, after.metadata.resourceVersion, "the ConfigMap was rewritten")
+      delete_and_wait(case, render(case))
     end)
 
     it("a misaligned pool port gives PortMismatch naming both ports", function()

@@ -93,7 +93,7 @@ describe("lib.epp profiles", function()
   local profiles
   before_each(function()
     fake.install({})
-    package.loaded["lib.epp"] = nil
+    package.loaded["lib.epp"], package.loaded["lib.epp_profiles"] = nil, nil
     profiles = require("lib.epp")
   end)
 
@@ -131,5 +131,58 @@ describe("lib.epp profiles", function()
     local text, err = profiles.render("fastest")
     assert.is_nil(text)
     assert.truthy(err:find("spec.epp.configProfile", 1, true))
+  end)
+end)
+
+describe("lib.epp inline EndpointPickerConfig fragments", function()
+  local epp
+  before_each(function()
+    fake.install({})
+    package.loaded["lib.epp"], package.loaded["lib.epp_profiles"] = nil, nil
+    epp = require("lib.epp")
+  end)
+
+  it("every bundled profile passes as a fragment on the EPPs it is meant for (the type tables cover them)", function()
+    for _, image in ipairs({ "ghcr.io/llm-d/llm-d-inference-scheduler:v0.4.0",
+      "ghcr.io/llm-d/llm-d-inference-scheduler:v0.5.0", "ghcr.io/llm-d/llm-d-inference-scheduler:v0.7.1" }) do
+      local row = epp.epp_for(image)
+      for _, name in ipairs(epp.profile_names()) do
+        assert.is_nil(epp.fragment_problem(epp.profiles[name], row, "spec.epp.config"), name .. " on " .. image)
+      end
+    end
+  end)
+
+  it("knows llm-d's types for its images, GAIE's only for the GAIE epp image, none for unchecked rows", function()
+    local llmd = epp.epp_for("ghcr.io/llm-d/llm-d-inference-scheduler:v0.4.0")
+    assert.is_true(llmd.plugin_types["decode-filter"] and llmd.plugin_types["queue-scorer"])
+    assert.is_nil(llmd.plugin_types["running-requests-size-scorer"])
+    local gaie = epp.epp_for("registry.k8s.io/gateway-api-inference-extension/epp:v1.3.0")
+    assert.equal("gateway-api-inference-extension epp", gaie.project)
+    assert.is_true(gaie.plugin_types["running-requests-size-scorer"])
+    assert.is_nil(gaie.plugin_types["decode-filter"])
+    assert.is_nil(epp.epp_for("ghcr.io/llm-d/llm-d-inference-scheduler:v0.8.0").plugin_types)
+    local problem = epp.fragment_problem({ plugins = { { type = "anything-new" } },
+      schedulingProfiles = { { name = "default", plugins = { { pluginRef = "anything-new" } } } } },
+      epp.epp_for("ghcr.io/llm-d/llm-d-inference-scheduler:v0.8.0"), "spec.epp.config")
+    assert.is_nil(problem, "a row without a type table checks refs only")
+  end)
+
+  it("names the place of a shape problem from 0, as the API server does", function()
+    local row = epp.epp_for("ghcr.io/llm-d/llm-d-inference-scheduler:v0.4.0")
+    assert.equal("spec.epp.config: needs plugins and schedulingProfiles (non-empty lists)",
+      epp.fragment_problem({ plugins = {} }, row, "spec.epp.config"))
+    assert.equal("spec.epp.config.plugins[1]: needs a type", epp.fragment_problem({
+      plugins = { { type = "queue-scorer" }, { name = "x" } },
+      schedulingProfiles = { { name = "d", plugins = { { pluginRef = "x" } } } } }, row, "spec.epp.config"))
+  end)
+
+  it("renders a fragment as a profile is rendered, keeping empty lists and whole weights as integers", function()
+    local frag = fake.json_decode('{"plugins":[{"type":"by-label","parameters":{"validValues":[]}}],'
+      .. '"schedulingProfiles":[{"name":"default","plugins":[{"pluginRef":"by-label","weight":2.0}]}]}')
+    local cfg = fake.yaml_load_all(epp.render_fragment(frag))[1]
+    assert.equal("EndpointPickerConfig", cfg.kind)
+    assert.matches("validValues: %[%]", epp.render_fragment(frag))
+    assert.matches("weight: 2\n", epp.render_fragment(frag))
+    assert.equal(epp.render("default"), epp.render_fragment(epp.profiles.default))
   end)
 end)

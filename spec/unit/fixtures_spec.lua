@@ -1,5 +1,5 @@
 -- The fixture walker (doc/architecture.md, "Fixture cases"): every case of
--- every scripts/<folder>/fixtures/*.yaml runs through the production engine
+-- every scripts/<folder>/fixtures/*.yaml (and fixtures/contract/*.yaml) runs through the production engine
 -- and sandbox (k8sengine, the code `check`, `render` and the operator use),
 -- one `it` per case, named by the case's `name`. A controller with a valid
 -- reconciler and no case fails. Adding a case needs no test code.

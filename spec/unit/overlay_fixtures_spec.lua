@@ -3,8 +3,10 @@
 -- scripts ConfigMap key "<folder>.fixtures.<name>.yaml" replaces the bundled
 -- scripts/<folder>/fixtures/<name>.yaml or adds a file. The same set is checked
 -- in process (k8sengine, what the operator's reload runs) and by
--- `schedsim-operator check --overlay` offline. Also: `check` prints one line
--- per distinct problem, and a module that does not compile is named so.
+-- `schedsim-operator check --overlay` offline. Contract fixtures
+-- (<folder>/fixtures/contract/) run against every overlay: a key that would
+-- replace one is refused. Also: `check` prints one line per distinct problem,
+-- and a module that does not compile is named so.
 local k8sengine = require("k8sengine")
 local fake = require("fake_k8s")
 
@@ -113,6 +115,66 @@ describe("fixtures in the overlay", function()
     code, out = run(("check --scripts %q --overlay %q"):format(SCRIPTS, with))
     assert.equals(0, code, out)
     os.execute(("rm -rf %q %q"):format(without, with))
+  end)
+end)
+
+describe("contract fixtures (scripts/<folder>/fixtures/contract/)", function()
+  local CONTRACT = "cross-namespace-service-grant"
+  local contract_text = read(SCRIPTS .. "/schedulerinstall/fixtures/contract/" .. CONTRACT .. ".yaml")
+
+  it("are found and run with the bundled cases", function()
+    local eng = assert(k8sengine.load(SCRIPTS, {}))
+    local files = eng:fixtures()
+    eng:close()
+    local found = false
+    for _, f in ipairs(files) do
+      if f:find("/schedulerinstall/fixtures/contract/" .. CONTRACT .. ".yaml", 1, true) then found = true end
+    end
+    assert.is_true(found, "contract file not among the fixture files")
+  end)
+
+  it("still run when an overlay replaces other fixture files", function()
+    local _, _, bundled = check({})
+    local overlay = { ["policy.lua"] = POLICY, [FIXTURE_KEY] = changed_fixture() }
+    local eng = assert(k8sengine.load(SCRIPTS, { overlay = overlay }))
+    local n = 0
+    for _, f in ipairs(eng:fixtures()) do
+      if f:find("/fixtures/contract/", 1, true) then n = n + 1 end
+    end
+    local ok, msgs, ncases = eng:check()
+    eng:close()
+    assert.is_true(ok, table.concat(msgs, "\n"))
+    assert.is_true(n > 0)
+    assert.equals(bundled, ncases)
+  end)
+
+  for _, key in ipairs({ "schedulerinstall.fixtures." .. CONTRACT .. ".yaml",
+    "schedulerinstall.fixtures." .. CONTRACT .. ".yml" }) do
+    it("cannot be replaced: the set with key " .. key .. " is refused naming it", function()
+      local eng, problems = k8sengine.load(SCRIPTS, { overlay = { [key] = contract_text } })
+      assert.is_nil(eng)
+      local text = table.concat(problems or {}, "\n")
+      assert.matches(key .. ": would replace the contract fixture file schedulerinstall/fixtures/contract/"
+        .. CONTRACT .. ".yaml", text, 1, true)
+      assert.matches("cannot be replaced", text, 1, true)
+    end)
+  end
+
+  it("cannot be named by a key into the contract folder either", function()
+    local key = "schedulerinstall.fixtures.contract." .. CONTRACT .. ".yaml"
+    local eng, problems = k8sengine.load(SCRIPTS, { overlay = { [key] = contract_text } })
+    assert.is_nil(eng)
+    assert.matches(key .. ": names a file of a contract fixture folder", table.concat(problems or {}, "\n"), 1, true)
+  end)
+
+  it("check --overlay refuses the overlay offline with the same message", function()
+    local key = "simulatordeployment.fixtures.invalid-port.yaml"
+    local dir = write_dir({ [key] = read(SCRIPTS .. "/simulatordeployment/fixtures/contract/invalid-port.yaml") })
+    local code, out = run(("check --scripts %q --overlay %q"):format(SCRIPTS, dir))
+    os.execute(("rm -rf %q"):format(dir))
+    assert.is_not.equals(0, code, out)
+    assert.matches(key .. ": would replace the contract fixture file "
+      .. "simulatordeployment/fixtures/contract/invalid-port.yaml", out, 1, true)
   end)
 end)
 
