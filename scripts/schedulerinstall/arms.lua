@@ -48,9 +48,13 @@ local function resolve_arm(s, a, i)
   if math.type(weight) ~= "integer" or weight < 0 or weight > M.MAX_WEIGHT then
     k8s.terminal(("%s.weight %s: want an integer from 0 to %d"):format(field, tostring(weight), M.MAX_WEIGHT))
   end
-  local profile = is_set(a.configProfile) and a.configProfile or s.epp.profile
-  local _, perr = epp.config(profile, field .. ".configProfile")
-  if perr then k8s.terminal(perr) end
+  -- an arm without configProfile takes spec.epp's: its profile, or its inline config
+  local own = is_set(a.configProfile)
+  local profile = own and a.configProfile or s.epp.profile
+  if own or not s.epp.inline then
+    local _, perr = epp.config(profile, field .. ".configProfile")
+    if perr then k8s.terminal(perr) end
+  end
   local header
   if is_set(a.headerMatch) then
     local h = a.headerMatch
@@ -68,7 +72,8 @@ local function resolve_arm(s, a, i)
     k8s.terminal(("%s: the arm's EPP Service %q (spec.epp.name-<arm>) is longer than %d characters")
       :format(field, epp_name, M.MAX_SERVICE_NAME))
   end
-  return { name = name, weight = weight, profile = profile, header = header, field = field,
+  return { name = name, weight = weight, profile = (own or not s.epp.inline) and profile or "(spec.epp.config)",
+    inline = not own and s.epp.inline or nil, header = header, field = field,
     epp_name = epp_name, pool_name = s.pool.name .. "-" .. name, pool_namespace = s.pool.namespace }
 end
 
@@ -125,7 +130,7 @@ end
 function M.instance(s, arm)
   local inst = copy(s)
   inst.epp = copy(s.epp)
-  inst.epp.name, inst.epp.profile = arm.epp_name, arm.profile
+  inst.epp.name, inst.epp.profile, inst.epp.inline = arm.epp_name, arm.profile, arm.inline
   inst.epp.pool_name, inst.epp.pool_namespace = arm.pool_name, arm.pool_namespace
   inst.pool = copy(s.pool)
   inst.pool.name, inst.pool.namespace, inst.pool.managed = arm.pool_name, arm.pool_namespace, true
