@@ -236,41 +236,12 @@ int k8s_workqueue_add(struct k8s_workqueue *q, const char *key, enum k8s_priorit
   return 1;
 }
 
-int k8s_workqueue_add_after(struct k8s_workqueue *q, const char *key, double delay, double now)
+/* Puts it in the delay heap until deadline; one already waiting keeps the
+ * earlier of its deadline and this one. 1 when it started waiting, 0 when it
+ * was waiting already, -1 on malloc failure (it is released then). */
+static int wait_until(struct k8s_workqueue *q, struct item *it, double deadline)
 {
-  if (q->shutting_down) return -1;
-  q->st.retries++;
-  if (delay <= 0) return k8s_workqueue_add(q, key, K8S_PRIORITY_LOW) < 0 ? -1 : 0;
-  struct item *it = item_get(q, key, 1);
-  if (!it) return -1;
-  double deadline = now + delay;
-  if (it->heap) { /* waiting already: keep the earlier deadline */
-    if (deadline < it->deadline) {
-      it->deadline = deadline;
-      heap_up(q, it->heap - 1);
-    }
-    return 0;
-  }
-  it->deadline = deadline;
-  it->seq = q->seq++;
-  if (heap_push(q, it) < 0) {
-    release(q, it);
-    return -1;
-  }
-  return 0;
-}
-
-int k8s_workqueue_add_batched(struct k8s_workqueue *q, const char *key, enum k8s_priority prio,
-                              double period, double now)
-{
-  if (period <= 0) return k8s_workqueue_add(q, key, prio);
-  if (q->shutting_down) return -1;
-  struct item *it = item_get(q, key, 1);
-  if (!it) return -1;
-  if (it->dirty) return k8s_workqueue_add(q, key, prio); /* queued already: raise its priority */
-  if (prio == K8S_PRIORITY_HIGH) it->fire_prio = 1;
-  double deadline = now + period;
-  if (it->heap) { /* waiting already (a batch or a retry): the earlier deadline wins */
+  if (it->heap) {
     if (deadline < it->deadline) {
       it->deadline = deadline;
       heap_up(q, it->heap - 1);
@@ -284,6 +255,28 @@ int k8s_workqueue_add_batched(struct k8s_workqueue *q, const char *key, enum k8s
     return -1;
   }
   return 1;
+}
+
+int k8s_workqueue_add_after(struct k8s_workqueue *q, const char *key, double delay, double now)
+{
+  if (q->shutting_down) return -1;
+  q->st.retries++;
+  if (delay <= 0) return k8s_workqueue_add(q, key, K8S_PRIORITY_LOW) < 0 ? -1 : 0;
+  struct item *it = item_get(q, key, 1);
+  if (!it) return -1;
+  return wait_until(q, it, now + delay) < 0 ? -1 : 0;
+}
+
+int k8s_workqueue_add_batched(struct k8s_workqueue *q, const char *key, enum k8s_priority prio,
+                              double period, double now)
+{
+  if (period <= 0) return k8s_workqueue_add(q, key, prio);
+  if (q->shutting_down) return -1;
+  struct item *it = item_get(q, key, 1);
+  if (!it) return -1;
+  if (it->dirty) return k8s_workqueue_add(q, key, prio); /* queued already: raise its priority */
+  if (prio == K8S_PRIORITY_HIGH) it->fire_prio = 1;
+  return wait_until(q, it, now + period);
 }
 
 double k8s_workqueue_add_rate_limited(struct k8s_workqueue *q, const char *key, double now)

@@ -103,8 +103,7 @@ describe("A/B routing on the local data plane", function()
     must("apply -f " .. q(ROOT .. "/crds/"))
     must("wait --for condition=Established --timeout=60s crd/simulatordeployments.sim.llm-d.io "
       .. "crd/schedulerinstalls.sim.llm-d.io")
-    op = cluster.spawn(string.format("%s run --scripts %s --metrics-bind-address 127.0.0.1:0 "
-      .. "--health-probe-bind-address 127.0.0.1:0 --log-format json", q(cluster.bin), q(ROOT .. "/scripts")))
+    op = cluster.start_operator({ args = "--log-format json", wait = false })
     must("apply -f " .. q(ROOT .. "/examples/namespaces.yaml"))
     must("apply -f " .. q(ROOT .. "/examples/simulatordeployment-minimal.yaml"))
   end)
