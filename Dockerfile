@@ -15,7 +15,7 @@ FROM debian:bookworm AS build
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential cmake pkg-config \
-      liblua5.4-dev libcurl4-openssl-dev libyaml-dev libjansson-dev libmicrohttpd-dev libssl-dev \
+      liblua5.4-dev libcurl4-openssl-dev libyaml-dev libjansson-dev libmicrohttpd-dev libssl-dev zlib1g-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # only what the operator target needs: CMake finds no specs or tools here and
@@ -38,12 +38,13 @@ RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFI
 FROM debian:bookworm-slim
 # one package per DT_NEEDED library: liblua5.4.so.0, libcurl.so.4,
 # libyaml-0.so.2, libjansson.so.4, libmicrohttpd.so.12, libcrypto.so.3
-# (libssl3); libc.so.6 and libm.so.6 are libc6, already in the base image.
+# (libssl3), libz.so.1 (zlib1g); libc.so.6 and libm.so.6 are libc6, already in
+# the base image.
 # No ca-certificates: the CA comes from the kubeconfig or from the service
 # account's ca.crt.
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      liblua5.4-0 libcurl4 libyaml-0-2 libjansson4 libmicrohttpd12 libssl3 \
+      liblua5.4-0 libcurl4 libyaml-0-2 libjansson4 libmicrohttpd12 libssl3 zlib1g \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /opt/schedsim /opt/schedsim
 # `run` checks the script set before it starts, fixtures included, and some

@@ -293,7 +293,7 @@ static json_t *cached(struct diffctx *x, const char *av, const char *kind, const
   char key[600];
   snprintf(key, sizeof(key), "%s%s%s", ns && *ns ? ns : "", ns && *ns ? "/" : "", name);
   const struct k8s_object *o = k8s_store_get(k->store, key);
-  return o ? k8s_json_parse(o->json, o->json_len, NULL, 0) : NULL;
+  return o ? k8s_object_parse(o, NULL, 0) : NULL;
 }
 
 /* }==================================================================== */

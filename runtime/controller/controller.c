@@ -13,6 +13,7 @@
  * (store, workqueue, metrics, log, json) and runtime/lua (engine, check,
  * reload). */
 #include <math.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -300,7 +301,7 @@ static void on_object(struct kinfo *ki, const struct k8s_object *o, int deleted)
       enqueue_all(c, K8S_PRIORITY_HIGH);
       break;
     }
-    json_t *obj = k8s_json_parse(o->json, o->json_len, NULL, 0);
+    json_t *obj = k8s_object_parse(o, NULL, 0);
     if (!obj) break;
     if (c->nmapq == c->capmapq) {
       size_t cap = c->capmapq ? c->capmapq * 2 : 16;
@@ -602,8 +603,33 @@ static void ctl_stop(struct k8s_manager *m, void *data)
   if (c->resync_timer) k8s_loop_timer_cancel(loop, c->resync_timer);
   if (c->timer) k8s_loop_timer_cancel(loop, c->timer);
   if (c->metrics_timer) k8s_loop_timer_cancel(loop, c->metrics_timer);
-  c->resync_timer = c->timer = c->metrics_timer = 0;
+  if (c->trim_timer) k8s_loop_timer_cancel(loop, c->trim_timer);
+  c->resync_timer = c->timer = c->metrics_timer = c->trim_timer = 0;
   k8s_workqueue_shut_down(c->q);
+}
+
+static bool busy(const struct controllers *all)
+{
+  for (size_t i = 0; i < all->nctls; i++) {
+    struct k8s_workqueue_stats st;
+    k8s_workqueue_stats(all->ctls[i].q, &st);
+    if (all->ctls[i].inflight || st.depth || st.processing) return true;
+  }
+  return false;
+}
+
+static void trim_fired(struct k8s_loop *loop, void *data)
+{
+  (void)loop;
+  struct ctl *c = data;
+  c->trim_timer = 0;
+  if (!c->stopping && !busy(c->all)) malloc_trim(0);
+}
+
+void ctl_trim_when_idle(struct ctl *c)
+{
+  if (c->trim_timer || c->stopping || busy(c->all)) return;
+  c->trim_timer = k8s_loop_timer_add(k8s_manager_loop(c->all->m), TRIM_AFTER, trim_fired, c);
 }
 
 static bool ctl_idle(void *data)

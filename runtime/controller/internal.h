@@ -34,6 +34,7 @@
 /* seconds: a CR in Conflict looks again at this pace (not the growing rate
  * limit): the other owner's objects go without an event that names it */
 #define CONFLICT_RECHECK 5.0
+#define TRIM_AFTER 2.0 /* seconds without work before malloc_trim (ctl_trim_when_idle) */
 /* seconds: after a status left to the created children's events, the
  * reconcile that writes it anyway if no such event came */
 #define CREATED_RECHECK 2.0
@@ -109,6 +110,7 @@ struct ctl {
   struct k8s_controller_metrics *cm; /* controller_runtime_* (core/controller_metrics.h) */
   struct k8s_metric *echoes;         /* schedsim_status_echoes_skipped_total (the registry's) */
   uint64_t metrics_timer;            /* refreshes unfinished work while keys run */
+  uint64_t trim_timer;               /* ctl_trim_when_idle's, while armed */
   struct k8s_runnable runnable;
 };
 
@@ -229,6 +231,12 @@ void ctl_log(enum k8s_log_level lvl, struct ctl *c, const char *key, const char 
 void ctl_sync_queue_metrics(struct ctl *c);
 /* Runs the controller's processing on the next loop tick (once). */
 void ctl_schedule(struct ctl *c);
+/* Called when a reconcile of c completed: once every controller has stayed
+ * without queued or running keys for TRIM_AFTER seconds, the heap a burst
+ * freed goes back to the kernel (malloc_trim): glibc keeps freed chunks in
+ * the middle of the heap mapped, so RSS after a burst was its high-water
+ * mark, not what the caches hold (bench/README.md, bytes per cached object). */
+void ctl_trim_when_idle(struct ctl *c);
 /* Adds key (a CR of c) to c's queue at high priority and schedules a tick. */
 void ctl_enqueue(struct ctl *c, const char *key);
 /* Arms the loop timer for the queue's earliest delayed key. */

@@ -101,6 +101,7 @@ static void complete(struct rec *r)
   free(r->key);
   free(r);
   ctl_schedule(c);
+  ctl_trim_when_idle(c);
 }
 
 /* }==================================================================== */
@@ -308,7 +309,7 @@ void ctl_reconcile_key(struct ctl *c, const char *key)
   if (!obj) { /* gone: its same-namespace children go with it (owner references) */
     ctl_record_forget_status(c, key);
     ctl_selectors_forget(c, key);
-  } else if (!(r->cr = k8s_json_parse(obj->json, obj->json_len, err, sizeof(err)))) {
+  } else if (!(r->cr = k8s_object_parse(obj, err, sizeof(err)))) {
     r->outcome = OUT_ERROR;
     ctl_log(K8S_LOG_ERROR, c, key, r->id, "cannot decode the cached CR", "error", err, NULL, NULL);
   } else if ((r->fin = ctl_has_finalizer(r->cr)) || !obj->deleting) {

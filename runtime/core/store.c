@@ -3,11 +3,13 @@
  * its compact JSON text), the key map, the named indexes and the interned
  * label keys. Objects die in exactly one place: free_object(), called when a
  * newer version replaced them, when they are deleted, or with the store.
- * Depends on jansson, json.c's compact writer and strmap.c. */
+ * Texts of K8S_STORE_PACK_MIN bytes and more are kept deflated (zlib).
+ * Depends on jansson, json.c's compact writer, strmap.c and zlib. */
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 #include "json.h"
 #include "store.h"
 #include "strmap.h"
@@ -44,7 +46,7 @@ struct k8s_store {
   struct index *indexes;
   char *api_version, *kind; /* injected into stored objects when set */
   char *field_manager;      /* whose applied field set objects keep, or NULL */
-  size_t object_bytes, json_bytes;
+  size_t object_bytes, json_bytes, packed_bytes;
 };
 
 /* {====================================================================
@@ -171,7 +173,41 @@ static void free_object(struct k8s_store *s, struct k8s_object *o)
   }
   s->object_bytes -= malloc_usable_size(o);
   s->json_bytes -= o->json_len;
+  s->packed_bytes -= o->packed ? o->packed_len : o->json_len;
   free(o);
+}
+
+/* Deflates text (len bytes) when it is long enough to gain: a malloc'd buffer
+ * and its length, or NULL (keep the text as it is; also on malloc failure). */
+static unsigned char *pack(const char *text, size_t len, size_t *out_len)
+{
+  if (len < K8S_STORE_PACK_MIN) return NULL;
+  uLongf n = compressBound((uLong)len);
+  unsigned char *buf = malloc(n);
+  if (!buf) return NULL;
+  if (compress2(buf, &n, (const Bytef *)text, (uLong)len, 1) != Z_OK || n >= len) {
+    free(buf);
+    return NULL;
+  }
+  *out_len = n;
+  return buf;
+}
+
+const char *k8s_object_json(const struct k8s_object *o, size_t *len, char **scratch)
+{
+  *scratch = NULL;
+  *len = o->json_len;
+  if (!o->packed) return o->json;
+  char *buf = malloc(o->json_len + 1);
+  if (!buf) return NULL;
+  uLongf n = (uLongf)o->json_len;
+  if (uncompress((Bytef *)buf, &n, o->packed, (uLong)o->packed_len) != Z_OK || n != o->json_len) {
+    free(buf);
+    return NULL;
+  }
+  buf[n] = '\0';
+  *scratch = buf;
+  return buf;
 }
 
 /* Appends a copy of str to the blob cursor and returns the copy. */
@@ -233,12 +269,16 @@ static struct k8s_object *build_object(struct k8s_store *s, const json_t *obj, c
     return NULL;
   }
   char *managed = managed_text(md, s->field_manager, &managed_len);
+  size_t packed_len = 0;
+  unsigned char *packed = pack(text, json_len, &packed_len);
+  size_t kept = packed ? packed_len : json_len + 1;
   size_t size = sizeof(struct k8s_object) + nlabels * sizeof(struct k8s_label) +
-                nowners * sizeof(struct k8s_owner_ref) + strbytes + json_len + 1 +
+                nowners * sizeof(struct k8s_owner_ref) + strbytes + kept +
                 (managed ? managed_len + 1 : 0);
   struct k8s_object *o = malloc(size);
   if (!o) {
     free(text);
+    free(packed);
     free(managed);
     k8s_seterr(err, errlen, "out of memory");
     return NULL;
@@ -308,11 +348,18 @@ static struct k8s_object *build_object(struct k8s_store *s, const json_t *obj, c
   o->owners = own;
   o->nowners = oi;
 
-  memcpy(cur, text, json_len + 1);
-  o->json = cur;
   o->json_len = json_len;
-  cur += json_len + 1;
+  if (packed) {
+    memcpy(cur, packed, packed_len);
+    o->packed = (const unsigned char *)cur;
+    o->packed_len = packed_len;
+  } else {
+    memcpy(cur, text, json_len + 1);
+    o->json = cur;
+  }
+  cur += kept;
   free(text);
+  free(packed);
   if (managed) {
     memcpy(cur, managed, managed_len + 1);
     o->managed = cur;
@@ -321,6 +368,7 @@ static struct k8s_object *build_object(struct k8s_store *s, const json_t *obj, c
   }
   s->object_bytes += malloc_usable_size(o);
   s->json_bytes += json_len;
+  s->packed_bytes += kept - (packed ? 0 : 1);
   if (oom) {
     free_object(s, o);
     k8s_seterr(err, errlen, "out of memory");
@@ -574,6 +622,44 @@ int k8s_store_set_kind(struct k8s_store *s, const char *api_version, const char 
   return 0;
 }
 
+json_t *k8s_object_parse(const struct k8s_object *o, char *err, size_t errlen)
+{
+  char *scratch;
+  size_t len;
+  const char *text = k8s_object_json(o, &len, &scratch);
+  if (!text) {
+    k8s_seterr(err, errlen, "cannot unpack the cached object (out of memory)");
+    return NULL;
+  }
+  json_t *v = k8s_json_parse(text, len, err, errlen);
+  free(scratch);
+  return v;
+}
+
+int k8s_object_push(lua_State *L, const struct k8s_object *o, char *err, size_t errlen)
+{
+  char *scratch;
+  size_t len;
+  const char *text = k8s_object_json(o, &len, &scratch);
+  if (!text) {
+    k8s_seterr(err, errlen, "cannot unpack the cached object (out of memory)");
+    return -1;
+  }
+  int rc = k8s_json_push(L, text, len, err, errlen);
+  free(scratch);
+  return rc < 0 ? -1 : rc;
+}
+
+/* Whether a and b keep the same text (deflate at one level is deterministic,
+ * so equal texts pack to equal bytes). */
+static int same_text(const struct k8s_object *a, const struct k8s_object *b)
+{
+  if (a->json_len != b->json_len || !a->packed != !b->packed) return 0;
+  if (a->packed)
+    return a->packed_len == b->packed_len && !memcmp(a->packed, b->packed, a->packed_len);
+  return !memcmp(a->json, b->json, a->json_len);
+}
+
 int k8s_store_upsert(struct k8s_store *s, const json_t *obj, k8s_store_handler cb, void *ud,
                      char *err, size_t errlen)
 {
@@ -597,8 +683,7 @@ int k8s_store_upsert(struct k8s_store *s, const json_t *obj, k8s_store_handler c
   }
   struct k8s_object *o = build_object(s, obj, err, errlen);
   if (!o) return -1;
-  if (old && !*old->resource_version && old->json_len == o->json_len &&
-      memcmp(old->json, o->json, o->json_len) == 0) { /* no resourceVersion: compare text */
+  if (old && !*old->resource_version && same_text(old, o)) { /* no resourceVersion: compare text */
     free_object(s, o);
     if (cb) cb(ud, K8S_STORE_UNCHANGED, old, old);
     return K8S_STORE_UNCHANGED;
@@ -774,6 +859,7 @@ void k8s_store_stats(const struct k8s_store *s, struct k8s_store_stats *st)
   st->objects = s->objects.len;
   st->object_bytes = s->object_bytes;
   st->json_bytes = s->json_bytes;
+  st->packed_bytes = s->packed_bytes;
   size_t bytes = k8s_strmap_bytes(&s->objects) + k8s_strmap_bytes(&s->interned);
   size_t it = 0;
   void *v;

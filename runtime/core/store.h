@@ -26,6 +26,7 @@
 
 #include <stddef.h>
 #include <jansson.h>
+#include <lua.h>
 
 struct k8s_label {
   const char *key;   /* interned by the store */
@@ -48,8 +49,13 @@ struct k8s_object {
   const char *resource_version; /* metadata.resourceVersion, "" when absent */
   long long generation;         /* metadata.generation, 0 when absent */
   int deleting;                 /* metadata.deletionTimestamp is set */
-  const char *json;             /* compact JSON text, NUL-terminated */
+  /* The compact JSON text, NUL-terminated, or NULL when the store keeps it
+   * packed (deflate, K8S_STORE_PACK_MIN bytes and over): read it with
+   * k8s_object_json. json_len is the text's length either way. */
+  const char *json;
   size_t json_len;
+  const unsigned char *packed; /* the packed text, or NULL */
+  size_t packed_len;
   const struct k8s_label *labels; /* sorted by key (byte order) */
   size_t nlabels;
   const struct k8s_owner_ref *owners; /* in ownerReferences order */
@@ -62,6 +68,25 @@ struct k8s_object {
   const char *managed;
   size_t managed_len;
 };
+
+/* Objects whose compact JSON is this long or longer are kept packed with
+ * zlib's deflate (level 1): a Deployment's 3-4 KiB of text become about a
+ * third of that (bench/README.md, bytes per cached object). */
+#define K8S_STORE_PACK_MIN 512
+
+/* The compact JSON text of o (NUL-terminated) and its length in *len: o->json,
+ * or the packed text inflated into a buffer this returns in *scratch (owned
+ * by the caller, who frees it; NULL when o->json was returned). NULL when
+ * inflating failed (out of memory). */
+const char *k8s_object_json(const struct k8s_object *o, size_t *len, char **scratch);
+
+/* o's JSON as a new jansson value (the caller owns the reference), or NULL
+ * with a message in err. */
+json_t *k8s_object_parse(const struct k8s_object *o, char *err, size_t errlen);
+
+/* Pushes o's JSON as a Lua value (k8s_json_push); 0, or -1 with a message in
+ * err and nothing pushed. Raises no Lua error, so the caller may. */
+int k8s_object_push(lua_State *L, const struct k8s_object *o, char *err, size_t errlen);
 
 enum k8s_store_event {
   K8S_STORE_ADDED = 0,     /* old NULL, new set */
@@ -86,6 +111,7 @@ struct k8s_store_stats {
   size_t object_bytes; /* bytes held by the objects (malloc_usable_size) */
   size_t index_bytes;  /* bytes of the key map, indexes and interned label keys */
   size_t json_bytes;   /* sum of json_len */
+  size_t packed_bytes; /* what the texts take as kept (packed or not) */
 };
 
 /* Returns a new empty store (NULL on malloc failure); free with k8s_store_free. */

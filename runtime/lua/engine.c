@@ -261,7 +261,7 @@ static void push_observed(lua_State *L, struct run *r)
       for (size_t j = 0; j < n; j++) {
         const struct k8s_object *o = box[j];
         char err[256];
-        if (k8s_json_push(L, o->json, o->json_len, err, sizeof(err)) != 0)
+        if (k8s_object_push(L, o, err, sizeof(err)) != 0)
           luaL_error(L, "cannot decode observed %s %s: %s", g->kind, o->key, err);
         if (r->nobs == r->capobs) {
           size_t cap = r->capobs ? r->capobs * 2 : 16;

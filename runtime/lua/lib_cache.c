@@ -45,7 +45,7 @@ static struct k8s_store *check_store(lua_State *L, const char *what, const char 
 static void push_object(lua_State *L, const struct k8s_object *obj)
 {
   char err[256];
-  if (k8s_json_push(L, obj->json, obj->json_len, err, sizeof(err)) != 0)
+  if (k8s_object_push(L, obj, err, sizeof(err)) != 0)
     luaL_error(L, "k8s.cache: cannot decode %s: %s", obj->key, err);
 }
 

@@ -184,7 +184,7 @@ struct k8s_reload {
 static json_t *current_cm(struct k8s_reload *r)
 {
   const struct k8s_object *o = r->inf ? k8s_informer_get(r->inf, r->key) : NULL;
-  return o ? k8s_json_parse(o->json, o->json_len, NULL, 0) : NULL;
+  return o ? k8s_object_parse(o, NULL, 0) : NULL;
 }
 
 /* What a check depends on, as text: "" without a ConfigMap, else its data

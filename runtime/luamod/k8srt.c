@@ -283,7 +283,7 @@ static int store_delete(lua_State *L)
 static void push_object(lua_State *L, const struct k8s_object *o)
 {
   char err[256];
-  if (k8s_json_push(L, o->json, o->json_len, err, sizeof err) < 0)
+  if (k8s_object_push(L, o, err, sizeof err) < 0)
     luaL_error(L, "stored object %s: %s", o->key, err);
 }
 
@@ -353,7 +353,7 @@ static int push_objects(lua_State *L, const struct k8s_object **arr, size_t n, c
   lua_createtable(L, (int)n, 0);
   for (size_t i = 0; i < n; i++) {
     char err[256];
-    if (k8s_json_push(L, arr[i]->json, arr[i]->json_len, err, sizeof err) < 0) {
+    if (k8s_object_push(L, arr[i], err, sizeof err) < 0) {
       free(arr);
       return luaL_error(L, "stored object: %s", err);
     }

@@ -2,13 +2,28 @@
  * ADDED/UPDATED/UNCHANGED/DELETED events with old and new objects,
  * managedFields removal, labels and owner references, the built-in and
  * on-demand indexes, label selection, relist (replace), and the memory held
- * per cached object (printed; only correctness is asserted). */
+ * per cached object (printed; only correctness is asserted), packed texts. */
 #include <malloc.h>
 #include <string.h>
 #include "core/buf.h"
 #include "core/json.h"
 #include "core/store.h"
 #include "testhelp.h"
+
+/* The stored text of o (unpacked when packed); valid until the next call. */
+static const char *text(const struct k8s_object *o)
+{
+  static char *last;
+  free(last);
+  last = NULL;
+  size_t len;
+  char *scratch;
+  const char *t = o ? k8s_object_json(o, &len, &scratch) : NULL;
+  if (!t) return "";
+  if (!scratch) return t;
+  last = scratch;
+  return last;
+}
 
 struct events {
   int n;
@@ -89,10 +104,10 @@ static void test_basic(void)
                                           !strcmp(ctl->kind, "SimulatorDeployment") &&
                                           !strcmp(ctl->name, "sd") && ctl->controller);
   test_cond("managedFields removed from the stored text",
-            o && !strstr(o->json, "managedFields") && strstr(o->json, "\"data\""));
-  json_t *back = o ? k8s_json_parse(o->json, o->json_len, err, sizeof err) : NULL;
+            o && !strstr(text(o), "managedFields") && strstr(text(o), "\"data\""));
+  json_t *back = o ? k8s_object_parse(o, err, sizeof err) : NULL;
   test_cond("stored text is valid compact JSON",
-            back && o->json_len == strlen(o->json) && !strchr(o->json, ' '));
+            back && o->json_len == strlen(text(o)) && !strchr(text(o), ' '));
   json_decref(back);
 
   rc = upsert(s, "{\"metadata\":{\"name\":\"a\",\"namespace\":\"ns1\",\"resourceVersion\":\"10\"}}",
@@ -279,7 +294,7 @@ static void test_kind_injection(void)
   upsert(s, "{\"metadata\":{\"name\":\"d\",\"namespace\":\"n\"},\"spec\":{}}", NULL);
   const struct k8s_object *o = k8s_store_get(s, "n/d");
   test_cond("list items get apiVersion and kind",
-            o && !strncmp(o->json, "{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",", 44));
+            o && !strncmp(text(o), "{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",", 44));
   k8s_store_free(s);
 }
 
@@ -415,9 +430,48 @@ static void test_null_members(void)
       &e);
   const struct k8s_object *o = k8s_store_get(s, "ns/epp-x");
   test_cond("null object members left out of the stored text",
-            o && !strstr(o->json, "\"endpoints\"") && !strstr(o->json, "\"annotations\"") &&
-                strstr(o->json, "\"addressType\":\"IPv4\"") && strstr(o->json, "\"metadata\":{"));
-  test_cond("null array elements kept", o && strstr(o->json, "\"extra\":[null,1]"));
+            o && !strstr(text(o), "\"endpoints\"") && !strstr(text(o), "\"annotations\"") &&
+                strstr(text(o), "\"addressType\":\"IPv4\"") && strstr(text(o), "\"metadata\":{"));
+  test_cond("null array elements kept", o && strstr(text(o), "\"extra\":[null,1]"));
+  k8s_store_free(s);
+}
+
+static void test_packed(void)
+{
+  struct k8s_store *s = k8s_store_new();
+  struct events e = {0};
+  char big[4096];
+  int n = snprintf(big, sizeof big,
+                   "{\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"big\",\"namespace\":\"ns\","
+                   "\"labels\":{\"app\":\"x\"}},\"data\":{");
+  for (int i = 0; i < 60; i++)
+    n += snprintf(big + n, sizeof big - (size_t)n,
+                  "%s\"key-%02d\":\"value of the key number %02d\"", i ? "," : "", i, i);
+  snprintf(big + n, sizeof big - (size_t)n, "}}");
+  upsert(s, big, &e);
+  upsert(s, "{\"metadata\":{\"name\":\"small\",\"namespace\":\"ns\"}}", &e);
+  const struct k8s_object *o = k8s_store_get(s, "ns/big");
+  test_cond("a text of K8S_STORE_PACK_MIN bytes or more is kept packed",
+            o && o->json_len >= K8S_STORE_PACK_MIN && !o->json && o->packed &&
+                o->packed_len < o->json_len / 2);
+  json_t *want = k8s_json_parse(big, strlen(big), NULL, 0);
+  json_t *got = o ? k8s_object_parse(o, NULL, 0) : NULL;
+  test_cond("and unpacks to the same object", want && got && json_equal(want, got));
+  test_cond("with the stored length", o && strlen(text(o)) == o->json_len);
+  test_cond("labels still read without unpacking", o && !strcmp(k8s_object_label(o, "app"), "x"));
+  const struct k8s_object *sm = k8s_store_get(s, "ns/small");
+  test_cond("a short text is kept as it is", sm && sm->json && !sm->packed);
+  struct k8s_store_stats st;
+  k8s_store_stats(s, &st);
+  test_cond("stats count the kept bytes", st.packed_bytes < st.json_bytes);
+  e.n = 0;
+  upsert(s, big, &e); /* no resourceVersion: the packed texts are compared */
+  test_cond("the same packed text again is UNCHANGED", e.n == 1 && e.last == K8S_STORE_UNCHANGED);
+  big[strlen(big) - 4] = 'X';
+  upsert(s, big, &e);
+  test_cond("another text is UPDATED", e.n == 2 && e.last == K8S_STORE_UPDATED);
+  json_decref(want);
+  json_decref(got);
   k8s_store_free(s);
 }
 
@@ -428,6 +482,7 @@ int main(void)
   test_custom_and_replace();
   test_kind_injection();
   test_null_members();
+  test_packed();
   measure("ConfigMaps", 1, 10000);
   measure("Deployments", 0, 10000);
   test_report();
