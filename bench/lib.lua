@@ -210,6 +210,42 @@ function M.metric_sum(m, name, match)
   return s
 end
 
+--- Quantile q (0..1) of histogram `name` (labels including `match`) over the
+--- observations between scrapes m0 and m1, by linear interpolation inside the
+--- bucket it falls in (Prometheus' histogram_quantile); nil without observations.
+function M.histogram_quantile(m0, m1, name, match, q)
+  local function buckets(m)
+    local t = {}
+    for _, x in ipairs((m and m[name .. "_bucket"]) or {}) do
+      local ok = true
+      for k, v in pairs(match or {}) do
+        if x.labels[k] ~= v then ok = false end
+      end
+      if ok then
+        local le = x.labels.le == "+Inf" and math.huge or tonumber(x.labels.le)
+        t[le] = (t[le] or 0) + x.value
+      end
+    end
+    return t
+  end
+  local b0, b1 = buckets(m0), buckets(m1)
+  local les = {}
+  for le in pairs(b1) do les[#les + 1] = le end
+  table.sort(les)
+  local total = #les > 0 and (b1[les[#les]] - (b0[les[#les]] or 0)) or 0
+  if total <= 0 then return nil end
+  local rank, prev_le, prev_n = q * total, 0, 0
+  for _, le in ipairs(les) do
+    local n = b1[le] - (b0[le] or 0)
+    if n >= rank then
+      if le == math.huge then return prev_le end
+      return prev_le + (le - prev_le) * (rank - prev_n) / math.max(n - prev_n, 1e-12)
+    end
+    prev_le, prev_n = le, n
+  end
+  return prev_le
+end
+
 --- CPU seconds (user + system) a process has used, or nil.
 function M.cpu_seconds(pid)
   local s = M.read_file("/proc/" .. pid .. "/stat")

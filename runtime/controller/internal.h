@@ -109,6 +109,7 @@ struct ctl {
   struct k8s_workqueue_metrics *wqm; /* workqueue_* of q (core/workqueue_metrics.h) */
   struct k8s_controller_metrics *cm; /* controller_runtime_* (core/controller_metrics.h) */
   struct k8s_metric *echoes;         /* schedsim_status_echoes_skipped_total (the registry's) */
+  struct k8s_metric *engine_cpu;     /* schedsim_reconcile_engine_cpu_seconds (the registry's) */
   uint64_t metrics_timer;            /* refreshes unfinished work while keys run */
   uint64_t trim_timer;               /* ctl_trim_when_idle's, while armed */
   struct k8s_runnable runnable;

@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "controller/internal.h"
 #include "core/json.h"
@@ -254,7 +255,12 @@ static void run_engine(struct ctl *c, struct rec *r)
                                .grants = LK_GRANTS_LABELS,
                                .writes = &all->memory};
   struct lk_result *res = &r->res;
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
   r->st = lk_engine_reconcile(all->engine, &in, res);
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);
+  k8s_metric_observe(c->engine_cpu, (const char *[]){c->decl->name, NULL},
+                     (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
   r->have_res = 1;
   if (r->st != 0) {
     r->outcome = res->err.kind == LK_ERR_TERMINAL ? OUT_TERMINAL : OUT_SCRIPT_ERROR;
