@@ -1003,7 +1003,8 @@ local function phase_cluster()
       local by
       out.objects_full, by = count_cached()
       out.objects_by_kind = by
-      out.crs_full = by["simulatordeployment.sim.llm-d.io"]
+      -- the gauge's kind label (apiVersion/Kind), or kubectl's resource name
+      out.crs_full = by["sim.llm-d.io/v1alpha1/SimulatorDeployment"] or by["simulatordeployment.sim.llm-d.io"]
       L.log("RSS %s with %d objects cached", L.fmt_mib(out.rss_full), out.objects_full)
       out.reload = hot_reload(out.crs_full or n)
       wait_operator_quiet(5, 120)

@@ -4,7 +4,9 @@
  * garbage collector remove same-namespace children; children in other
  * namespaces rely on the cleanup finalizer, and a finalizer that was never
  * added (a failed write) or removed by hand would leak them. The sweep runs
- * when the workers start and at every resync, after the caches synced. */
+ * when the workers start and at every resync, after the caches synced. An
+ * object whose controller ownerReference is of another API group or kind is
+ * someone else's, whatever its labels say, and is left alone. */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +42,18 @@ static int of_kind(const char *owner, const char *kind)
   return !strncmp(owner, lower, 21);
 }
 
+/* 1 when o has a controller ownerReference to something other than the
+ * controller's kind (group compared, not version). */
+static int foreign_controller(const struct k8s_object *o, const struct lk_gvk *for_)
+{
+  const struct k8s_owner_ref *ref = k8s_object_controller(o);
+  if (!ref) return 0;
+  const char *a = strchr(ref->api_version, '/'), *b = strchr(for_->api_version, '/');
+  size_t na = a ? (size_t)(a - ref->api_version) : 0, nb = b ? (size_t)(b - for_->api_version) : 0;
+  return strcmp(ref->kind, for_->kind) || na != nb ||
+         strncmp(ref->api_version, for_->api_version, na);
+}
+
 void ctl_sweep_orphans(struct ctl *c)
 {
   struct controllers *all = c->all;
@@ -55,7 +69,7 @@ void ctl_sweep_orphans(struct ctl *c)
       const struct k8s_object *o = objs[j];
       const char *owner = k8s_object_label(o, LK_LABEL_OWNER);
       if (!owner || !of_kind(owner, c->decl->for_.kind) || k8s_strmap_get(&c->owners, owner) ||
-          o->deleting)
+          o->deleting || foreign_controller(o, &c->decl->for_))
         continue;
       struct k8s_gvr gvr;
       if (k8s_discovery_gvr(k8s_manager_discovery(all->m), ki->gvk->api_version, ki->gvk->kind,

@@ -783,14 +783,20 @@ local function condition_list(cr, ctx, rd, degraded)
   return cs:list(ctx and ctx.now)
 end
 
---- Step of reconcile: Events on the transitions a user should see (Ready
---- gained or lost, Degraded raised).
+--- Step of reconcile: Events on the transitions a person should see: Ready
+--- regained after a problem (it was False with a reason that is not progress),
+--- Ready lost, Degraded raised. A new CR's first readiness and the end of a
+--- rollout are routine: the Ready condition says so, without an Event write
+--- per CR.
 local function transition_events(cr, list)
   local events = {}
   local prev = dig(cr, "status", "conditions")
   for _, t in ipairs(conditions.transitions(prev, list)) do
     if t.type == "Ready" and t.to == "True" then
-      events[#events + 1] = { type = "Normal", reason = "Ready", message = t.message }
+      local old = conditions.find(prev, "Ready")
+      if old and old.status == "False" and not conditions.PROGRESS_REASONS[old.reason] then
+        events[#events + 1] = { type = "Normal", reason = "Ready", message = t.message }
+      end
     elseif t.type == "Ready" and t.from == "True" then
       events[#events + 1] = { type = conditions.event_type(t), reason = t.reason, message = t.message }
     elseif t.type == "Degraded" and t.to == "True" then

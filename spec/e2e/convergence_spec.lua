@@ -309,15 +309,26 @@ spec:
       assert.is_nil(cluster.get("service", "fin-proxy", SIM))
     end)
 
-    it("a child whose owner CR is gone is swept", function()
+    it("a child whose owner CR is gone is swept; one another kind controls is left alone", function()
       if not need_cluster() then return end
+      local labels = { ["app.kubernetes.io/managed-by"] = "schedsim-operator",
+        ["sim.llm-d.io/owner"] = "schedulerinstall." .. SCHED .. ".ghost" }
+      -- controlled by a ConfigMap (any kind not ours): someone else's object wearing our labels
+      cluster.apply({ apiVersion = "v1", kind = "ConfigMap", metadata = { name = "holder", namespace = SIM },
+        data = { a = "b" } })
+      local holder = assert(cluster.get("configmap", "holder", SIM))
+      cluster.apply({ apiVersion = "v1", kind = "ConfigMap", metadata = { name = "foreign", namespace = SIM,
+        labels = labels, ownerReferences = { { apiVersion = "v1", kind = "ConfigMap", name = "holder",
+          uid = holder.metadata.uid, controller = true } } }, data = { a = "b" } })
       cluster.apply({ apiVersion = "v1", kind = "ConfigMap", metadata = { name = "leftover", namespace = SIM,
-        labels = { ["app.kubernetes.io/managed-by"] = "schedsim-operator",
-          ["sim.llm-d.io/owner"] = "schedulerinstall." .. SCHED .. ".ghost" } }, data = { a = "b" } })
+        labels = labels }, data = { a = "b" } })
       cluster.eventually(30, "the orphan deleted", function()
         return not cluster.get("configmap", "leftover", SIM)
       end)
       assert.is_not_nil(cluster.get("service", "gaie-inference-scheduling-proxy", SIM), "a live CR's child stays")
+      -- the sweep that deleted the orphan saw it (one sweep covers every ConfigMap of ours)
+      assert.is_not_nil(cluster.get("configmap", "foreign", SIM), "another controller's object stays")
+      cluster.kubectl("delete configmap holder foreign -n " .. SIM)
     end)
   end)
 

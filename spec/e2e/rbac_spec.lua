@@ -111,7 +111,7 @@ local function workload(prefix, opts)
       labels = grants[ns] and { ["allow-from.sim.llm-d.io/" .. grants[ns]] = "true" } or nil } }
     if opts.no_pods and not ns:match("%-sd%-min$") then
       -- keeps the single fake node free: the minimality cases need no pods
-      -- (sd-min keeps its two, for the Ready transition and its Event)
+      -- (sd-min keeps its two, for the Ready transition)
       items[#items + 1] = { apiVersion = "v1", kind = "ResourceQuota",
         metadata = { name = "no-pods", namespace = ns }, spec = { hard = { pods = "0" } } }
     end

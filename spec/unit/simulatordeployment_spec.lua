@@ -89,10 +89,17 @@ describe("simulatordeployment.reconcile", function()
     assert.is_table(found)
   end)
 
-  it("posts Normal Ready when Ready turns True and Warning when Degraded turns True", function()
+  it("posts Normal Ready when Ready comes back after a problem (not after a rollout) and Warning when "
+    .. "Degraded turns True", function()
     local cr = load("examples/simulatordeployment-minimal.yaml")
     cr.status = { conditions = { { type = "Ready", status = "False", reason = "RollingOut", message = "",
                                    lastTransitionTime = "T0" } } }
+    local ready = { apiVersion = "apps/v1", kind = "Deployment",
+                    metadata = { name = "ms-sim-llm-d-modelservice-decode", namespace = "llm-d-sim" },
+                    spec = { replicas = 2 },
+                    status = { replicas = 2, readyReplicas = 2, availableReplicas = 2, updatedReplicas = 2 } }
+    assert.same(0, #(run(cr, { ready }).events or {}), "the end of a rollout is no Event")
+    cr.status.conditions[1].reason = "DeploymentFailed"
     local dep = { apiVersion = "apps/v1", kind = "Deployment",
                   metadata = { name = "ms-sim-llm-d-modelservice-decode", namespace = "llm-d-sim" },
                   spec = { replicas = 2 },
