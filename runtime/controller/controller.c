@@ -234,26 +234,9 @@ static void owner_track(struct ctl *c, const struct k8s_object *o, int add)
  * (--child-events-batch-period): a Deployment's rollout, its ReplicaSet and
  * its EndpointSlices change several times within a few hundred milliseconds,
  * and one reconcile (one status write) for the lot says the same as one per
- * event. The CR's own events are not batched, nor the first child event of a
- * CR whose status waits for it (ctl_mark_deferred). */
-void ctl_mark_deferred(struct ctl *c, const char *key, int set)
-{
-  if (!set) {
-    free(k8s_strmap_del(&c->deferred, key));
-    return;
-  }
-  if (k8s_strmap_get(&c->deferred, key)) return;
-  char *k = strdup(key);
-  if (k && k8s_strmap_put(&c->deferred, k, k) != 0) free(k);
-}
-
+ * event. The CR's own events are not batched. */
 static void enqueue_child_event(struct ctl *c, const char *key)
 {
-  if (k8s_strmap_get(&c->deferred, key)) { /* its status waits for this event */
-    ctl_mark_deferred(c, key, 0);
-    enqueue(c, key, K8S_PRIORITY_HIGH);
-    return;
-  }
   k8s_workqueue_add_batched(c->q, key, K8S_PRIORITY_HIGH, c->all->child_batch, k8s_monotonic());
   ctl_sync_queue_metrics(c);
   ctl_schedule(c);
@@ -682,10 +665,6 @@ static void free_all(void *data)
       free(e);
     }
     k8s_strmap_clear(&c->owners);
-    it = 0;
-    while (k8s_strmap_next(&c->deferred, &it, NULL, &v))
-      free(v);
-    k8s_strmap_clear(&c->deferred);
     ctl_selectors_free(c);
     for (size_t j = 0; j < c->nmapq; j++)
       json_decref(c->mapq[j].obj);

@@ -100,8 +100,6 @@ struct ctl {
   struct kinfo *cr; /* kinds[0] */
   struct k8s_strmap owners;
   struct k8s_strmap selectors; /* CR key -> the last selector check (selectors.c) */
-  struct k8s_strmap deferred;  /* CR key -> its strdup'ed key: status left to the created
-                                  children's events, which then skip the batch period */
   struct mapev *mapq;
   size_t nmapq, capmapq;
   int started, stopping, tick_pending;
@@ -240,10 +238,6 @@ void ctl_schedule(struct ctl *c);
  * the middle of the heap mapped, so RSS after a burst was its high-water
  * mark, not what the caches hold (bench/README.md, bytes per cached object). */
 void ctl_trim_when_idle(struct ctl *c);
-/* Marks (set 1) or clears (set 0) key as waiting for its created children's
- * events (status_deferred in reconcile.c): the first such event enqueues it
- * at once instead of after the batch period. */
-void ctl_mark_deferred(struct ctl *c, const char *key, int set);
 /* Adds key (a CR of c) to c's queue at high priority and schedules a tick. */
 void ctl_enqueue(struct ctl *c, const char *key);
 /* Arms the loop timer for the queue's earliest delayed key. */
@@ -334,9 +328,6 @@ void ctl_probe_child(struct rec *r, const struct lk_child *ch);
 void ctl_add_finalizer(struct rec *r);
 void ctl_remove_finalizer(struct rec *r);
 void ctl_apply_child(struct rec *r, const struct lk_child *ch, int prereq);
-/* 1 when the informer cache holds every child r applies (their watch events
- * arrived), 0 otherwise. */
-int ctl_children_cached(const struct rec *r);
 void ctl_delete_child(struct rec *r, const struct lk_ref *p);
 /* Writes status (the whole status of the CR) when it differs from what the
  * CR or our last write of it holds. */

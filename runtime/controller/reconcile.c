@@ -77,12 +77,8 @@ static void complete(struct rec *r)
     k8s_workqueue_forget(c->q, r->key);
     result = "success";
   }
-  if (r->deferred && ctl_children_cached(r)) /* their events came during the writes */
-    k8s_workqueue_add(c->q, r->key, K8S_PRIORITY_HIGH);
-  else if (r->deferred) { /* the first of them enqueues it (status_deferred) */
-    ctl_mark_deferred(c, r->key, 1);
+  if (r->deferred) /* the children's events come first, normally (status_deferred) */
     k8s_workqueue_add_batched(c->q, r->key, K8S_PRIORITY_LOW, CREATED_RECHECK, now);
-  }
   if (r->outcome != OUT_SCRIPT_ERROR && r->outcome != OUT_ERROR)
     k8s_ratelimiter_forget(all->script_backoff, r->key);
   /* panic: the script raised a Lua error (doc/metrics.md, "Errors, terminal
@@ -159,9 +155,8 @@ static json_t *attempt_status(struct rec *r)
  * children (applies of objects the cache did not hold, all successful) and
  * nothing else is wrong, so the status it would write ("Deployment ... not
  * created yet") is already out of date and the next one is known to come:
- * the created children's watch events enqueue the CR (at once, not after the
- * batch period: ctl_mark_deferred; or at completion when they came during the
- * writes), and CREATED_RECHECK if they do not. One status write instead of
+ * the created children's watch events enqueue the CR (after the batch
+ * period), and CREATED_RECHECK if they do not. One status write instead of
  * two per new CR (issue: "no intermediate status when the next is known").
  * Its Events go with it (the next attempt computes them again from the same
  * CR status). */
@@ -310,7 +305,6 @@ void ctl_reconcile_key(struct ctl *c, const char *key)
   }
   r->c = c;
   r->t0 = k8s_monotonic();
-  ctl_mark_deferred(c, key, 0);
   snprintf(r->id, sizeof(r->id), "%016llx",
            (unsigned long long)(k8s_strhash(key) ^ (++all->idseq * 0x9e3779b97f4a7c15ULL)));
   c->inflight++;

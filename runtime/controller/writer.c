@@ -417,17 +417,6 @@ void ctl_remove_finalizer(struct rec *r)
   json_decref(body);
 }
 
-int ctl_children_cached(const struct rec *r)
-{
-  for (size_t i = 0; r->have_res && i < r->res.nchildren; i++) {
-    const struct lk_child *ch = &r->res.children[i];
-    if (ch->action == LK_CHILD_APPLY &&
-        !*cached_rv(r->c->all, ch->api_version, ch->kind, ch->ns, ch->name))
-      return 0;
-  }
-  return 1;
-}
-
 void ctl_apply_child(struct rec *r, const struct lk_child *ch, int prereq)
 {
   struct controllers *all = r->c->all;
