@@ -160,10 +160,14 @@ static json_t *attempt_status(struct rec *r)
  * two per new CR (issue: "no intermediate status when the next is known").
  * Its Events go with it (the next attempt computes them again from the same
  * CR status). */
-static int status_deferred(const struct rec *r)
+static int status_deferred(struct rec *r)
 {
-  return r->created > 0 && !r->failed && !r->conflict && !r->quiet &&
-         (r->outcome == OUT_SUCCESS || r->outcome == OUT_REQUEUE_AFTER);
+  if (r->created == 0 || r->failed || r->conflict || r->quiet ||
+      (r->outcome != OUT_SUCCESS && r->outcome != OUT_REQUEUE_AFTER))
+    return 0;
+  /* the selector check's answer is remembered all the same (the next attempt
+   * need not list the pods again); one that found foreign pods is written now */
+  return ctl_selector_warning(r) == NULL;
 }
 
 static void issue_phase(struct rec *r)
