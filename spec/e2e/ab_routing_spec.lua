@@ -100,9 +100,7 @@ describe("A/B routing on the local data plane", function()
 
   setup(function()
     if why then return end
-    must("apply -f " .. q(ROOT .. "/crds/"))
-    must("wait --for condition=Established --timeout=60s crd/simulatordeployments.sim.llm-d.io "
-      .. "crd/schedulerinstalls.sim.llm-d.io")
+    cluster.install_crds()
     op = cluster.start_operator({ args = "--log-format json", wait = false })
     must("apply -f " .. q(ROOT .. "/examples/namespaces.yaml"))
     must("apply -f " .. q(ROOT .. "/examples/simulatordeployment-minimal.yaml"))

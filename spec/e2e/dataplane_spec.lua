@@ -200,9 +200,7 @@ describe("the local data plane", function()
 
   setup(function()
     if why then return end
-    must("apply -f " .. q(ROOT .. "/crds/"))
-    must("wait --for condition=Established --timeout=60s crd/simulatordeployments.sim.llm-d.io "
-      .. "crd/schedulerinstalls.sim.llm-d.io")
+    cluster.install_crds()
     -- (d) overlays a module from the scripts ConfigMap (doc/hot-reload.md); absent until then
     must("create namespace " .. SCRIPTS_NS)
     op = cluster.spawn(string.format("%s run --scripts %s --scripts-configmap %s/%s --metrics-bind-address 127.0.0.1:0 "

@@ -183,6 +183,14 @@ function M.grant(target, source)
   M.must(("label namespace %s allow-from.sim.llm-d.io/%s=true --overwrite"):format(target, source))
 end
 
+--- Applies the operator's CRDs (crds/, server-side) the way a user installs
+--- them and waits until both are Established.
+function M.install_crds()
+  M.must("apply --server-side --force-conflicts -f " .. M.q(M.root .. "/crds/"))
+  M.must("wait --for condition=Established --timeout=60s crd/simulatordeployments.sim.llm-d.io "
+    .. "crd/schedulerinstalls.sim.llm-d.io")
+end
+
 --- Deletes the namespaces created by M.namespace (without waiting).
 function M.cleanup()
   for _, ns in ipairs(created) do
