@@ -158,13 +158,19 @@ describe("diff (e2e)", function()
   it("shows nothing for a CR the operator reconciled", function()
     op = cluster.spawn(q(bin) .. " run --scripts " .. q(root .. "/scripts") .. " --kubeconfig "
       .. q(os.getenv("SCHEDSIM_OPERATOR_KUBECONFIG")) .. " --namespace " .. ns
-      .. " --metrics-bind-address 127.0.0.1:0 --health-probe-bind-address 127.0.0.1:0")
+      .. " -v 1 --metrics-bind-address 127.0.0.1:0 --health-probe-bind-address 127.0.0.1:0")
     cluster.apply(cr)
-    cluster.eventually(90, "Ready=True for the current generation", function()
+    local ready, why = pcall(cluster.eventually, 90, "Ready=True for the current generation", function()
       local got = get("simulatordeployment", "sim-minimal", ns)
       local c = condition(got, "Ready")
-      return got and c and c.status == "True" and got.status.observedGeneration == got.metadata.generation
+      return got and c and c.status == "True" and got.status.observedGeneration == got.metadata.generation,
+        got and cluster.json.encode(got.status or {}) or "no CR"
     end)
+    -- a failure says what the operator did (once seen under ASan and a loaded machine, not reproduced)
+    if not ready then
+      local err = op:stderr()
+      error(tostring(why) .. "\noperator alive: " .. tostring(op:alive()) .. ", its log ends:\n" .. err:sub(-3000), 0)
+    end
     -- from here on nothing may change: the operator stops
     assert.equals(0, op:stop(15))
     op:cleanup()
