@@ -118,19 +118,17 @@ void ctl_arm_timer(struct ctl *c)
   c->timer = k8s_loop_timer_add(loop, d - k8s_monotonic(), timer_fired, c);
 }
 
-static void enqueue(struct ctl *c, const char *key, enum k8s_priority prio);
-
-void ctl_enqueue(struct ctl *c, const char *key)
-{
-  enqueue(c, key, K8S_PRIORITY_HIGH);
-}
-
 static void enqueue(struct ctl *c, const char *key, enum k8s_priority prio)
 {
   if (!key || !*key) return;
   k8s_workqueue_add(c->q, key, prio);
   ctl_sync_queue_metrics(c);
   ctl_schedule(c);
+}
+
+void ctl_enqueue(struct ctl *c, const char *key)
+{
+  enqueue(c, key, K8S_PRIORITY_HIGH);
 }
 
 /* "ns/name" or "name" */
@@ -747,12 +745,12 @@ int k8s_controllers_add(struct k8s_manager *m, const struct k8s_controllers_opti
     struct k8s_metrics *reg = k8s_manager_metrics(m);
     c->wqm = k8s_workqueue_metrics_new(reg, c->q, d->name, NULL);
     c->cm = k8s_controller_metrics_new(reg, d->name, all->max_inflight);
-    static const char *const echo_labels[] = {"controller", NULL};
+    static const char *const ctl_labels[] = {"controller", NULL};
     c->echoes =
         k8s_metrics_counter(reg, "schedsim_status_echoes_skipped_total",
                             "Watch events of a CR at the resourceVersion the operator's own "
                             "status write produced, not reconciled again",
-                            echo_labels);
+                            ctl_labels);
     /* the CPU of the script call alone (thread CPU time): the observed
      * objects' decoding, the Lua reconcile, the result's checks and
      * decoration; not the informers' event handling or the writes */
@@ -762,7 +760,7 @@ int k8s_controllers_add(struct k8s_manager *m, const struct k8s_controllers_opti
         reg, "schedsim_reconcile_engine_cpu_seconds",
         "CPU time of the script call of a reconcile (decoding what it observes, the Lua "
         "reconcile, checking and decorating its result), writes excluded",
-        echo_labels, cpu_buckets, sizeof(cpu_buckets) / sizeof(cpu_buckets[0]));
+        ctl_labels, cpu_buckets, sizeof(cpu_buckets) / sizeof(cpu_buckets[0]));
     if (!c->wqm || !c->cm || !c->echoes || !c->engine_cpu) return 1;
     k8s_metric_touch(c->engine_cpu, (const char *[]){d->name, NULL});
     k8s_metric_touch(c->echoes, (const char *[]){d->name, NULL});

@@ -107,17 +107,11 @@ describe("A/B routing on the local data plane", function()
   end)
 
   teardown(function()
-    if op then
-      op:stop()
-      op:keep_log("operator-ab-routing.log", { [os.getenv("SCHEDSIM_CLUSTER_DIR") .. "/pods"] = "ab-routing-pods" })
-      op:cleanup()
-    end
+    local pods = os.getenv("SCHEDSIM_CLUSTER_DIR") .. "/pods"
+    if op then op:finish("operator-ab-routing.log", { [pods] = "ab-routing-pods" }) end
   end)
 
-  local function dp_it(desc, fn)
-    if why then pending(desc .. " (" .. why .. ")") return end
-    it(desc, fn)
-  end
+  local dp_it = cluster.dataplane_it(why)
 
   dp_it("splits the requests 3:1 over two arms, each picked by its own EPP; the header selects the canary arm",
     function()

@@ -211,19 +211,13 @@ describe("the local data plane", function()
   end)
 
   teardown(function()
-    if op then
-      op:stop()
-      op:keep_log("operator-dataplane.log", { [os.getenv("SCHEDSIM_CLUSTER_DIR") .. "/pods"] = "dataplane-pods" })
-      op:cleanup()
-    end
+    local pods = os.getenv("SCHEDSIM_CLUSTER_DIR") .. "/pods"
+    if op then op:finish("operator-dataplane.log", { [pods] = "dataplane-pods" }) end
     print(("dataplane_spec: requests sent %d, answered %d, failed %d; warm-up probes %d"):format(stats.sent,
       stats.answered, stats.failed, stats.warmup))
   end)
 
-  local function dp_it(desc, fn)
-    if why then pending(desc .. " (" .. why .. ")") return end
-    it(desc, fn)
-  end
+  local dp_it = cluster.dataplane_it(why)
 
   dp_it("(a) the proxy-Service path serves over all decode pods", function()
     must("apply -f " .. q(ROOT .. "/examples/schedulerinstall-service.yaml"))

@@ -54,11 +54,7 @@ describe("experiment runs", function()
   end)
 
   teardown(function()
-    if op then
-      op:stop()
-      op:keep_log("operator-experiment.log", { [work] = "experiments" })
-      op:cleanup()
-    end
+    if op then op:finish("operator-experiment.log", { [work] = "experiments" }) end
     if work then os.execute("rm -rf " .. q(work)) end
   end)
 

@@ -361,6 +361,13 @@ function Proc:keep_log(name, dirs)
 end
 
 --- Removes the temporary files.
+--- Stops the process, keeps its log (keep_log) and removes its files.
+function Proc:finish(name, dirs)
+  self:stop()
+  self:keep_log(name, dirs)
+  self:cleanup()
+end
+
 function Proc:cleanup()
   for _, f in ipairs({ self.out, self.err, self.rcfile, self.pidfile, self.base }) do os.remove(f) end
 end
@@ -379,6 +386,15 @@ function M.dataplane_missing()
     return "the data plane serves only '" .. served .. "' (see spec/cluster/build-dataplane's output)"
   end
   return nil
+end
+
+--- busted's `it` for a spec that needs the data plane: `pending` with the
+--- reason when `why` (M.dataplane_missing()'s answer) is set.
+function M.dataplane_it(why)
+  return function(desc, fn)
+    if why then pending(desc .. " (" .. why .. ")") return end
+    it(desc, fn)
+  end
 end
 
 --- The URL (http://ADDR) of Gateway ns/name's first listener on the local
