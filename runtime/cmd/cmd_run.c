@@ -86,9 +86,6 @@ static int flag_value(int argc, char **argv, int *i, const char *name, const cha
   return 1;
 }
 
-/* The flag at argv[*i] (and its value, *i advanced past it) into f.
- * Returns 1 when it was one of run's flags, 0 when unknown, -1 after a
- * message on a bad value. */
 /* Matches a boolean flag as Go's flag package spells it: "--name",
  * "--name=true", "--name=false"; sets *value and returns 1, else 0. */
 static int bool_flag(const char *a, const char *name, bool *value)
@@ -106,6 +103,9 @@ static int bool_flag(const char *a, const char *name, bool *value)
   return 0;
 }
 
+/* The flag at argv[*i] (and its value, *i advanced past it) into f.
+ * Returns 1 when it was one of run's flags, 0 when unknown, -1 after a
+ * message on a bad value. */
 static int parse_flag(int argc, char **argv, int *i, struct run_flags *f)
 {
   const char *a = argv[*i], *v = NULL;

@@ -358,6 +358,7 @@ static struct k8s_object *build_object(struct k8s_store *s, const json_t *obj, c
     o->json = cur;
   }
   cur += kept;
+  size_t text_bytes = packed ? packed_len : json_len; /* what the text takes as kept */
   free(text);
   free(packed);
   if (managed) {
@@ -368,7 +369,7 @@ static struct k8s_object *build_object(struct k8s_store *s, const json_t *obj, c
   }
   s->object_bytes += malloc_usable_size(o);
   s->json_bytes += json_len;
-  s->packed_bytes += kept - (packed ? 0 : 1);
+  s->packed_bytes += text_bytes;
   if (oom) {
     free_object(s, o);
     k8s_seterr(err, errlen, "out of memory");

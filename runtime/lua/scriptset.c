@@ -255,10 +255,10 @@ static const char *contract_twin(const struct lk_scriptset *set, const char *rel
 {
   const char *slash = strrchr(rel, '/'), *dot = strrchr(rel, '.');
   if (!slash || !dot || dot < slash) return NULL;
+  size_t dir = (size_t)(slash - rel) + 1, stem = (size_t)(dot - slash) - 1;
+  size_t cl = strlen(LK_CONTRACT_DIR);
   for (size_t i = 0; i < set->nfixtures; i++) {
     const char *f = set->fixtures[i];
-    size_t dir = (size_t)(slash - rel) + 1, stem = (size_t)(dot - slash) - 1;
-    size_t cl = strlen(LK_CONTRACT_DIR);
     if (!strncmp(f, rel, dir) && !strncmp(f + dir, LK_CONTRACT_DIR "/", cl + 1) &&
         !strncmp(f + dir + cl + 1, slash + 1, stem) &&
         (!strcmp(f + dir + cl + 1 + stem, ".yaml") || !strcmp(f + dir + cl + 1 + stem, ".yml")))
