@@ -4,6 +4,8 @@
 --- The runtime itself stamps `app.kubernetes.io/managed-by` and
 --- `sim.llm-d.io/owner` on every child's metadata: `M.standard` does NOT add them.
 --- Pod templates are not children, so `M.pod` adds `managed-by` there.
+local copy = require("lib.obj").copy
+
 local M = {}
 
 M.NAME = "app.kubernetes.io/name"
@@ -17,15 +19,6 @@ M.ROLE = "llm-d.ai/role"
 M.SERVING_LEGACY = "llm-d.ai/inferenceServing"
 --- hyphenated serving flag: llm-d-modelservice ≥ v0.4.5 and the llm-d guides
 M.SERVING = "llm-d.ai/inference-serving"
-
---- Copy of a string map (nil → empty table).
---- @param t table<string,string>|nil
---- @return table<string,string>
-local function copy(t)
-  local out = {}
-  for k, v in pairs(t or {}) do out[k] = v end
-  return out
-end
 
 --- Merge string maps left to right into a new table (later wins; nil args skipped).
 --- @param ... table<string,string>|nil

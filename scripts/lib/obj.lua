@@ -48,6 +48,23 @@ function M.default(...)
   return nil
 end
 
+--- Whether `v` is given: not nil, JSON null or the empty string.
+--- @param v any
+--- @return boolean
+function M.is_set(v)
+  return v ~= nil and v ~= "" and not M.is_null(v)
+end
+
+--- Shallow copy of a table's entries (nil → empty table); no metatable.
+--- @generic T: table
+--- @param t T|nil
+--- @return T
+function M.copy(t)
+  local out = {}
+  for k, v in pairs(t or {}) do out[k] = v end
+  return out
+end
+
 --- Deep copy; keeps metatables (so `k8s.array` marks survive).
 --- @generic T
 --- @param v T

@@ -19,15 +19,7 @@ M.MAX_NAME = 15    -- arm name length (it suffixes the EPP and pool names)
 M.MAX_WEIGHT = 1000
 M.MAX_SERVICE_NAME = 63 -- the EPP Service `<epp>-<arm>` is a DNS-1035 label
 
-local dig, array = obj.dig, obj.array
-
-local function is_set(v) return v ~= nil and v ~= "" and not obj.is_null(v) end
-
-local function copy(t)
-  local out = {}
-  for k, v in pairs(t) do out[k] = v end
-  return out
-end
+local dig, array, is_set, copy = obj.dig, obj.array, obj.is_set, obj.copy
 
 -- RFC 9110 token: the characters of an HTTP header name (Gateway API HTTPHeaderName)
 local TOKEN = "^[%w!#%$%%&'%*%+%-%.%^_`|~]+$"
@@ -50,8 +42,9 @@ local function resolve_arm(s, a, i)
   end
   -- an arm without configProfile takes spec.epp's: its profile, or its inline config
   local own = is_set(a.configProfile)
+  local named = own or not s.epp.inline -- runs a profile, not spec.epp.config
   local profile = own and a.configProfile or s.epp.profile
-  if own or not s.epp.inline then
+  if named then
     local _, perr = epp.config(profile, field .. ".configProfile")
     if perr then k8s.terminal(perr) end
   end
@@ -72,8 +65,8 @@ local function resolve_arm(s, a, i)
     k8s.terminal(("%s: the arm's EPP Service %q (spec.epp.name-<arm>) is longer than %d characters")
       :format(field, epp_name, M.MAX_SERVICE_NAME))
   end
-  return { name = name, weight = weight, profile = (own or not s.epp.inline) and profile or "(spec.epp.config)",
-    inline = not own and s.epp.inline or nil, header = header, field = field,
+  return { name = name, weight = weight, profile = named and profile or "(spec.epp.config)",
+    inline = not named and s.epp.inline or nil, header = header, field = field,
     epp_name = epp_name, pool_name = s.pool.name .. "-" .. name, pool_namespace = s.pool.namespace }
 end
 

@@ -49,14 +49,8 @@ M.EPP_CONFIG_DIR = "/etc/epp"        -- where the EPP container mounts it
 
 local dig, default, array = obj.dig, obj.default, obj.array
 
-local function is_set(v) return v ~= nil and v ~= "" and not obj.is_null(v) end
+local is_set, copy_map = obj.is_set, obj.copy
 local function str_default(v, d) if is_set(v) then return v end return d end
-
-local function copy_map(t)
-  local out = {}
-  for k, v in pairs(t or {}) do out[k] = v end
-  return out
-end
 
 local function map_text(t)
   local keys = {}
