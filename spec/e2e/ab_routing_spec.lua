@@ -111,7 +111,7 @@ describe("A/B routing on the local data plane", function()
     if op then op:finish("operator-ab-routing.log", { [pods] = "ab-routing-pods" }) end
   end)
 
-  local dp_it = cluster.dataplane_it(why)
+  local dp_it = cluster.dataplane_it(why, it, pending)
 
   dp_it("splits the requests 3:1 over two arms, each picked by its own EPP; the header selects the canary arm",
     function()

@@ -217,7 +217,7 @@ describe("the local data plane", function()
       stats.answered, stats.failed, stats.warmup))
   end)
 
-  local dp_it = cluster.dataplane_it(why)
+  local dp_it = cluster.dataplane_it(why, it, pending)
 
   dp_it("(a) the proxy-Service path serves over all decode pods", function()
     must("apply -f " .. q(ROOT .. "/examples/schedulerinstall-service.yaml"))

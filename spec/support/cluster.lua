@@ -388,9 +388,11 @@ function M.dataplane_missing()
   return nil
 end
 
---- busted's `it` for a spec that needs the data plane: `pending` with the
---- reason when `why` (M.dataplane_missing()'s answer) is set.
-function M.dataplane_it(why)
+--- busted's `it` for a spec that needs the data plane: its `pending` with
+--- the reason when `why` (M.dataplane_missing()'s answer) is set. busted's
+--- `it` and `pending` are given: they live in the spec file's environment,
+--- not in this module's.
+function M.dataplane_it(why, it, pending)
   return function(desc, fn)
     if why then pending(desc .. " (" .. why .. ")") return end
     it(desc, fn)
