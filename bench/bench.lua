@@ -8,7 +8,9 @@
 ---   lua5.4 bench/bench.lua report     the Markdown table on stdout
 ---
 --- Sizes (environment, defaults in brackets): BENCH_LATENCY_N [50],
---- BENCH_SMALL_N [200], BENCH_SMALL_RUNS [5], BENCH_LARGE_N [1000],
+--- BENCH_SMALL_N ["20 100 200": the burst sizes run BENCH_SMALL_RUNS times
+--- each, paired with the floor; the largest is "the" small burst of the CPU
+--- rows], BENCH_SMALL_RUNS [5], BENCH_LARGE_N [1000],
 --- BENCH_STEADY_S [300], BENCH_CONCURRENCY [16], BENCH_FAIRNESS_N [30],
 --- BENCH_FAIRNESS_PROBE [10].
 local L = require("lib")
@@ -17,9 +19,20 @@ local function env_int(name, default)
   return tonumber(os.getenv(name) or "") or default
 end
 
+-- "20 100 200" -> {20, 100, 200}, ascending
+local function env_sizes(name, default)
+  local sizes = {}
+  for n in (os.getenv(name) or default):gmatch("%d+") do sizes[#sizes + 1] = tonumber(n) end
+  table.sort(sizes)
+  return sizes
+end
+
+local SMALL_SIZES = env_sizes("BENCH_SMALL_N", "20 100 200")
+
 local CFG = {
   latency_n = env_int("BENCH_LATENCY_N", 50),
-  small_n = env_int("BENCH_SMALL_N", 200),
+  small_sizes = SMALL_SIZES,
+  small_n = SMALL_SIZES[#SMALL_SIZES] or 0,
   small_runs = env_int("BENCH_SMALL_RUNS", 5),
   large_n = env_int("BENCH_LARGE_N", 1000),
   steady_s = env_int("BENCH_STEADY_S", 300),
@@ -978,7 +991,7 @@ local function phase_cluster()
   L.write_file(cm, L.json.encode(scripts_cm(nil)))
   kubectl("apply --server-side --field-manager=schedsim-bench -f " .. L.q(cm) .. " >/dev/null")
   local _, per_cr = rendered("probe", 1)
-  local out = { version = C.version, per_cr = per_cr, small = {}, floor_small = {} }
+  local out = { version = C.version, per_cr = per_cr, small = {}, floor_small = {}, bursts = {} }
   local t_start = L.now()
 
   start_operator(OP_FLAGS)
@@ -1014,12 +1027,17 @@ local function phase_cluster()
     if CFG.latency_n > 0 then out.latency = latency("lat", CFG.latency_n) end
     wait_operator_quiet(5, 60)
 
-    for r = 1, CFG.small_runs do
-      out.floor_small[r] = floor_between(string.format("fs%d-%d", CFG.small_n, r), CFG.small_n)
-      local run = string.format("os%d-%d", CFG.small_n, r)
-      out.small[r] = op_burst(run, CFG.small_n, per_cr)
-      wait_rollout(run, CFG.small_n, 180)
-      wait_operator_quiet(5, 60)
+    for _, sn in ipairs(CFG.small_sizes) do
+      local b = { n = sn, ops = {}, floors = {} }
+      out.bursts[#out.bursts + 1] = b
+      for r = 1, CFG.small_runs do
+        b.floors[r] = floor_between(string.format("fs%d-%d", sn, r), sn)
+        local run = string.format("os%d-%d", sn, r)
+        b.ops[r] = op_burst(run, sn, per_cr)
+        wait_rollout(run, sn, 180)
+        wait_operator_quiet(5, 60)
+      end
+      if sn == CFG.small_n then out.small, out.floor_small = b.ops, b.floors end
     end
     if CFG.noise_cm + CFG.noise_svc > 0 then
       out.noise = noise(CFG.noise_cm, CFG.noise_svc)
@@ -1114,8 +1132,10 @@ local function phase_report()
     mach.cores or "?", mach.memory or "?", mach.kernel or "?", op.version or "?")
   p("")
   local all = {}
-  for _, r in ipairs(op.small or {}) do all[#all + 1] = r end
-  for _, r in ipairs(op.floor_small or {}) do all[#all + 1] = r end
+  for _, b in ipairs(op.bursts or { { ops = op.small or {}, floors = op.floor_small or {} } }) do
+    for _, r in ipairs(b.ops) do all[#all + 1] = r end
+    for _, r in ipairs(b.floors) do all[#all + 1] = r end
+  end
   all[#all + 1] = op.large
   all[#all + 1] = op.floor_large
   p("Load average (1 min) during the bursts: %s; at render: %s. The machine is shared, so wall-clock figures "
@@ -1166,7 +1186,9 @@ local function phase_report()
       cf and string.format("%.1f", cf) or "—", (co and cf and cf > 0) and ("×" .. f2(co / cf)) or "—",
       verdict(worse, 1.2))
   end
-  burst_row(string.format("N=%d, %d runs", CFG.small_n, #(op.small or {})), op.small or {}, op.floor_small or {})
+  for _, b in ipairs(op.bursts or { { n = CFG.small_n, ops = op.small or {}, floors = op.floor_small or {} } }) do
+    burst_row(string.format("N=%d, %d runs", b.n, #b.ops), b.ops, b.floors)
+  end
   burst_row(string.format("N=%d, 1 run", large_n), { op.large }, { op.floor_large })
   local st = op.steady or {}
   local by = {}
@@ -1278,7 +1300,9 @@ local function phase_report()
       L.fmt_dur(o.reconcile_time_mean), L.fmt_dur(o.patch_latency_mean), cs(oc.apiserver), cs(fc.apiserver),
       cs(oc.launcher), cs(fc.launcher), loads({ o, f }))
   end
-  for i, o in ipairs(op.small or {}) do detail(string.format("N=%d #%d", o.n, i), o, (op.floor_small or {})[i]) end
+  for _, b in ipairs(op.bursts or { { ops = op.small or {}, floors = op.floor_small or {} } }) do
+    for i, o in ipairs(b.ops) do detail(string.format("N=%d #%d", o.n, i), o, b.floors[i]) end
+  end
   detail(string.format("N=%d", large_n), op.large, op.floor_large)
   p("")
   local function writes_line(name, r)
@@ -1294,11 +1318,17 @@ local function phase_report()
   end
   writes_line(string.format("burst N=%d", large_n), op.large)
   writes_line(string.format("burst N=%d #1", CFG.small_n), (op.small or {})[1])
-  local touched = 0
-  for _, r in ipairs(op.floor_small or {}) do touched = touched + (r.operator_writes_after or 0) end
-  if op.floor_large then touched = touched + (op.floor_large.operator_writes_after or 0) end
-  p("- floor: every request got a 2xx: %s; operator writes to the floor's namespaces after its restart: %d.",
-    tostring((op.floor_large or {}).failed == 0), touched)
+  local touched, floors, failed = 0, {}, 0
+  for _, b in ipairs(op.bursts or { { floors = op.floor_small or {} } }) do
+    for _, r in ipairs(b.floors) do floors[#floors + 1] = r end
+  end
+  floors[#floors + 1] = op.floor_large
+  for _, r in ipairs(floors) do
+    touched = touched + (r.operator_writes_after or 0)
+    failed = failed + (r.failed or 0)
+  end
+  p("- floor: every request of its %d runs got a 2xx: %s; operator writes to the floor's namespaces after its "
+    .. "restart: %d.", #floors, tostring(#floors > 0 and failed == 0), touched)
   if st.cpu then
     p("- steady state: %.2f operator CPU s in %.0f s (%d reconciles%s%s), rest_client "
       .. "non-GET requests %d; %s of %s Deployments had their pod ready when the window began.", st.cpu, st.seconds,
@@ -1314,9 +1344,11 @@ local function phase_report()
     p("- objects cached with %s CRs (the operator's schedsim_cache_objects, by kind): %s.",
       tostring(op.crs_full), table.concat(k, ", "))
   end
-  p("- runs: N=%d ×%d and N=%d ×1 (the N=%d burst dominates the bench time on 2 cores); latency over %d CRs; "
+  local sizes = {}
+  for _, n in ipairs(CFG.small_sizes) do sizes[#sizes + 1] = "N=" .. n end
+  p("- runs: %s ×%d each and N=%d ×1 (the N=%d burst dominates the bench time on 2 cores); latency over %d CRs; "
     .. "steady state %d s; figures are medians where there are several runs; a timing never fails the bench.",
-    CFG.small_n, CFG.small_runs, large_n, large_n, CFG.latency_n, CFG.steady_s)
+    table.concat(sizes, ", "), CFG.small_runs, large_n, large_n, CFG.latency_n, CFG.steady_s)
   print(table.concat(lines, "\n"))
 end
 
