@@ -140,11 +140,11 @@ struct controllers {
  * write of the previous one finished (doc/architecture.md, "Ordered
  * writes"). */
 enum phase {
-  PHASE_PROBE,     /* GET the children a cache of our own objects cannot vouch for */
+  PHASE_PROBE,     /* GET the children a cache of our own objects cannot vouch for, and
+                      LIST the pods the Services and InferencePools to apply select */
   PHASE_FINALIZER, /* the cleanup finalizer, before any child outside the CR's namespace */
   PHASE_PREREQS,   /* ServiceAccounts, ConfigMaps, Roles: what other children refer to */
   PHASE_CHILDREN,  /* every other child, then deletes of children no longer desired */
-  PHASE_SELECTORS, /* LIST the pods the applied Services and InferencePools select */
   PHASE_STATUS,    /* the status (with this attempt's failed write, if any) and Events */
   PHASE_DONE
 };
@@ -170,7 +170,7 @@ struct rec {
   int created;            /* applies of children the cache did not hold that succeeded */
   int deferred;           /* the status was left to the reconcile the created children's
                              events bring (status_deferred) */
-  int selectors_checked;  /* PHASE_SELECTORS listed pods */
+  int selectors_checked;  /* PHASE_PROBE listed pods (ctl_check_selectors) */
   int selectors_unknown;  /* ... and some list got no answer */
   char *selector_warning; /* the first foreign pod a selector matches (owned), or NULL */
   char *failure;          /* the first failed write and the server's answer (owned) */
@@ -263,9 +263,9 @@ void ctl_sweep_orphans(struct ctl *c);
  * selectors.c
  * ===================================================================== */
 
-/* PHASE_SELECTORS: LISTs the pods each applied Service or InferencePool of
- * r selects (counted in r->pending), unless the last answer for r's key is
- * recent and none of those children changed. */
+/* PHASE_PROBE: LISTs the pods each Service or InferencePool r applies (or
+ * keeps) selects (counted in r->pending), unless the last answer for r's key
+ * is recent and none of those children changes. */
 void ctl_check_selectors(struct rec *r);
 /* The foreign pod r's selectors match (this attempt's answer, remembered
  * for the key; else the remembered one), or NULL. Owned by r or the

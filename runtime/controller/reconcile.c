@@ -1,9 +1,9 @@
 /* reconcile.c: one reconcile of a CR key (internal.h): read the CR from the
  * informer cache, run the engine (runtime/lua/engine.h), issue the writes
  * (writer.c) in ordered phases (enum phase: existence checks of children the
- * cache cannot vouch for, the finalizer, then what other children refer to,
- * then the other children and deletes, then a LIST of the pods each
- * selector matches (selectors.c), then the status),
+ * cache cannot vouch for with a LIST of the pods each selector matches
+ * (selectors.c) beside them, the finalizer, then what other children refer
+ * to, then the other children and deletes, then the status),
  * and once the last one finished give the key its WorkQueue outcome
  * (controller-runtime's reconcileHandler):
  *   failed write                 -> add_rate_limited           result "error"
@@ -182,6 +182,10 @@ static void issue_phase(struct rec *r)
     for (size_t i = 0; i < res->nchildren; i++)
       if (res->children[i].action == LK_CHILD_APPLY && res->children[i].probe)
         ctl_probe_child(r, &res->children[i]);
+    /* the pods a selector matches do not depend on the selector's object
+     * existing: the LIST goes with the probes, not after the applies (one
+     * round trip less before a new CR's status) */
+    ctl_check_selectors(r);
     break;
   case PHASE_FINALIZER:
     if (r->failed) break;
@@ -201,10 +205,6 @@ static void issue_phase(struct rec *r)
         ctl_apply_child(r, &res->children[i], 0);
     for (size_t i = 0; i < res->nprune; i++)
       ctl_delete_child(r, &res->prune[i]);
-    break;
-  case PHASE_SELECTORS:
-    if (!ok || r->failed || r->quiet || res->finalizing) break;
-    ctl_check_selectors(r);
     break;
   case PHASE_STATUS:
     if (!r->have_res) break;

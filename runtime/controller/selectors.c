@@ -1,8 +1,9 @@
 /* selectors.c: the selector check of a reconcile (internal.h,
- * PHASE_SELECTORS; doc/security.md, "Selectors"). A Service or InferencePool
+ * run in PHASE_PROBE; doc/security.md, "Selectors"). A Service or InferencePool
  * a CR applies selects pods by label; a selector that also matches pods this
  * operator did not deploy sends the CR's traffic to someone else's pods (or
- * theirs to the CR's). After the children are applied, the pods each such
+ * theirs to the CR's). Beside the existence probes (before the applies: the
+ * pods a selector matches do not depend on its object), the pods each such
  * selector matches are listed (one LIST per selector, not cached: the
  * operator watches no pods) and a pod counts as foreign unless it carries
  * the owner label sim.llm-d.io/owner (any CR's: a SchedulerInstall routing
