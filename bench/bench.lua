@@ -364,9 +364,13 @@ local function analyse_burst(run, n, per_cr, offset)
   local events = complete_events((L.audit_read(C.audit, offset, { '"username":"operator"', UA_CREATE })))
   local t_start, create_done = math.huge, {}
   local status_first, child_first, apply_recv = {}, {}, {}
-  local writes, failed = {}, {}
+  local writes, failed, reads = {}, {}, {}
   for _, e in ipairs(events) do
     local r = L.ref(e)
+    if in_run(r.namespace, run) and L.user(e) == "operator" and not L.is_write(e) and e.verb ~= "watch" then
+      local k = e.verb .. " " .. r.resource
+      reads[k] = (reads[k] or 0) + 1
+    end
     if in_run(r.namespace, run) then
       if e.userAgent == UA_CREATE and e.verb == "create" and r.resource == "simulatordeployments" then
         t_start = math.min(t_start, e.t_recv)
@@ -403,6 +407,7 @@ local function analyse_burst(run, n, per_cr, offset)
     crs_with_status = ns_done,
     children = children,
     writes = writes,
+    reads = reads,
     failed = failed,
     create_to_first_apply_p50 = L.quantile(ev2apply, 0.5),
     create_to_first_apply_p95 = L.quantile(ev2apply, 0.95),
@@ -822,6 +827,7 @@ local function noise(n_cm, n_svc)
   local nns = math.ceil(n_cm / per_ns) + math.ceil(n_svc / per_ns)
   create_namespaces("noise", nns)
   out.rss_before, out.objects_before = rss_median(5), count_cached()
+  local m0, offset = L.scrape(OP.metrics), L.file_size(C.audit)
   local cpu0, t0 = L.cpu_seconds(OP.pid), L.now()
   local lines = {}
   for k = 1, n_cm do
@@ -851,6 +857,18 @@ local function noise(n_cm, n_svc)
   out.cpu = L.cpu_seconds(OP.pid) - cpu0
   out.window = L.now() - t0
   out.rss_after, out.objects_after = rss_median(5), count_cached()
+  -- what the operator did in the window: its reconciles, and its requests
+  -- by verb and resource (audit), so that a change of RSS or CPU has a cause
+  out.reconciles = reconciles(L.scrape(OP.metrics)) - reconciles(m0)
+  local reqs = {}
+  for _, e in ipairs(complete_events((L.audit_read(C.audit, offset, { '"username":"operator"' })))) do
+    local r = L.ref(e)
+    if L.user(e) == "operator" and r.resource ~= "leases" then
+      local k = e.verb .. " " .. tostring(r.resource)
+      reqs[k] = (reqs[k] or 0) + 1
+    end
+  end
+  out.requests = reqs
   L.log("noise: %d ConfigMaps, %d Services: RSS %s -> %s, objects cached %d -> %d, operator CPU %.2f s in %.0f s",
     n_cm, n_svc, L.fmt_mib(out.rss_before), L.fmt_mib(out.rss_after), out.objects_before, out.objects_after,
     out.cpu, out.window)
@@ -1312,12 +1330,26 @@ local function phase_report()
     for k, v in pairs(r.failed or {}) do e[#e + 1] = string.format("%s ×%d", k, v) end
     table.sort(w)
     table.sort(e)
-    p("- operator writes during %s: %s%s; CR created → first child apply p50 %s / p95 %s under load.", name,
-      table.concat(w, ", "), #e > 0 and (" (non-2xx: " .. table.concat(e, ", ") .. ")") or "",
-      L.fmt_dur(r.create_to_first_apply_p50), L.fmt_dur(r.create_to_first_apply_p95))
+    local rs = {}
+    for k, v in pairs(r.reads or {}) do rs[#rs + 1] = string.format("%s %d", k, v) end
+    table.sort(rs)
+    p("- operator writes during %s: %s%s; reads: %s; CR created → first child apply p50 %s / p95 %s under load.",
+      name, table.concat(w, ", "), #e > 0 and (" (non-2xx: " .. table.concat(e, ", ") .. ")") or "",
+      #rs > 0 and table.concat(rs, ", ") or "none", L.fmt_dur(r.create_to_first_apply_p50),
+      L.fmt_dur(r.create_to_first_apply_p95))
   end
   writes_line(string.format("burst N=%d", large_n), op.large)
-  writes_line(string.format("burst N=%d #1", CFG.small_n), (op.small or {})[1])
+  for _, b in ipairs(op.bursts or { { n = CFG.small_n, ops = op.small or {} } }) do
+    writes_line(string.format("burst N=%d #1", b.n), b.ops[1])
+  end
+  local nz2 = op.noise
+  if nz2 and nz2.requests then
+    local rq = {}
+    for k, v in pairs(nz2.requests) do rq[#rq + 1] = string.format("%s %d", k, v) end
+    table.sort(rq)
+    p("- cluster noise window: %d reconciles; the operator's requests (audit, leases aside): %s.",
+      nz2.reconciles or 0, #rq > 0 and table.concat(rq, ", ") or "none")
+  end
   local touched, floors, failed = 0, {}, 0
   for _, b in ipairs(op.bursts or { { floors = op.floor_small or {} } }) do
     for _, r in ipairs(b.floors) do floors[#floors + 1] = r end
@@ -1345,7 +1377,7 @@ local function phase_report()
       tostring(op.crs_full), table.concat(k, ", "))
   end
   local sizes = {}
-  for _, n in ipairs(CFG.small_sizes) do sizes[#sizes + 1] = "N=" .. n end
+  for _, b in ipairs(op.bursts or { { n = CFG.small_n } }) do sizes[#sizes + 1] = "N=" .. b.n end
   p("- runs: %s ×%d each and N=%d ×1 (the N=%d burst dominates the bench time on 2 cores); latency over %d CRs; "
     .. "steady state %d s; figures are medians where there are several runs; a timing never fails the bench.",
     table.concat(sizes, ", "), CFG.small_runs, large_n, large_n, CFG.latency_n, CFG.steady_s)
