@@ -147,6 +147,24 @@ local function send(lines, ua, creates, groups)
   return r
 end
 
+--- The floor of the idle RSS: bench-floor's resident set (KiB figures) after
+--- one GET /version over TLS and HTTP/2 with the connection still open: the
+--- pages libcurl and the libraries it loads (OpenSSL, nghttp2, ...) cost any
+--- client of this machine's Debian libcurl.
+local function client_rss()
+  local file = string.format("%s/requests-rss.tsv", L.out)
+  L.write_file(file, req("rss", 1, "GET", "/version", "json", {}) .. "\n")
+  local _, out = L.sh(string.format("%s --server %s --token-file %s --cacert %s --user-agent %s --rss %s 2>&1",
+    L.q(L.floor_bin), L.q(C.url), L.q(C.token_file), L.q(C.ca), L.q(UA_SETUP), L.q(file)))
+  local rss = tonumber(out:match("rss_kib=(%d+)"))
+  if not rss or rss == 0 then
+    L.log("bench-floor --rss: %s", out:gsub("\n$", ""))
+    return nil
+  end
+  return { rss = rss * 1024, anon = tonumber(out:match("anon_kib=(%d+)")) * 1024,
+    file = tonumber(out:match("file_kib=(%d+)")) * 1024 }
+end
+
 --- Creates namespaces run-0000.. and waits until the controller-manager has
 --- populated them (ServiceAccount default, ConfigMap kube-root-ca.crt), so
 --- that their creation does not overlap the measurement.
@@ -1018,6 +1036,7 @@ local function phase_cluster()
     out.rss_idle = rss_median(5)
     out.rss_idle_parts = L.rss_parts(OP.pid)
     out.objects_idle = count_cached()
+    out.client_rss = client_rss()
     L.log("idle RSS %s, %d objects cached", L.fmt_mib(out.rss_idle), out.objects_idle)
 
     local n = CFG.large_n
@@ -1219,6 +1238,12 @@ local function phase_report()
   p("| 4 | RSS idle (%s objects cached)%s | %s | ≤ 8 MiB | %s |", tostring(op.objects_idle or "?"),
     ip and string.format("; anonymous %s + file-backed %s (the shared libraries' pages)", L.fmt_mib(ip.anon),
       L.fmt_mib(ip.file)) or "", L.fmt_mib(op.rss_idle), verdict(op.rss_idle, 8 * 1048576))
+  local cr = op.client_rss
+  if cr then
+    p("| 4 | floor of the idle RSS: the bare client (`bench/floor.c`, the same libcurl) after one TLS GET, "
+      .. "connection open; anonymous %s + file-backed %s | %s | | |", L.fmt_mib(cr.anon), L.fmt_mib(cr.file),
+      L.fmt_mib(cr.rss))
+  end
   local per_obj
   if op.rss_full and op.rss_idle and op.objects_full and op.objects_idle and op.objects_full > op.objects_idle then
     per_obj = (op.rss_full - op.rss_idle) / (op.objects_full - op.objects_idle)

@@ -5,7 +5,7 @@
  * plain `cc` into the bench build dir; not part of the CMake build.
  *
  *   bench-floor --server URL --token-file F --cacert F [--creates N]
- *               [--groups N] [--user-agent UA] FILE
+ *               [--groups N] [--user-agent UA] [--rss] FILE
  *
  * FILE holds one request per line, fields separated by a TAB:
  *   GROUP  PHASE(0|1)  METHOD  PATH  CONTENT-TYPE(json|apply|merge)  BODY
@@ -17,6 +17,10 @@
  * groups' phase-1 requests are in flight at once (the operator's defaults:
  * 16 and 16). Output, one line on stdout:
  *   requests=N ok=N errors=N skipped=N wall=SECONDS codes=200:N,201:N
+ * and with --rss, after the batch (connection still open), the process's
+ * resident set from /proc/self/status in KiB: rss_kib=N anon_kib=N file_kib=N
+ * (the bench's floor for the operator's idle RSS: what libcurl and its
+ * libraries cost a client that made one TLS connection).
  * Exit 0 when every request got a 2xx, 1 otherwise, 2 on usage errors. */
 #include <curl/curl.h>
 #include <stdio.h>
@@ -230,16 +234,31 @@ static void take_uid(struct group *g, const char *resp)
   g->uid[n] = 0;
 }
 
+/* VmRSS, RssAnon and RssFile of this process in KiB (0 when unknown). */
+static void print_rss(void)
+{
+  long rss = 0, anon = 0, file = 0;
+  char line[256];
+  FILE *f = fopen("/proc/self/status", "r");
+  while (f && fgets(line, sizeof(line), f)) {
+    sscanf(line, "VmRSS: %ld", &rss);
+    sscanf(line, "RssAnon: %ld", &anon);
+    sscanf(line, "RssFile: %ld", &file);
+  }
+  if (f) fclose(f);
+  printf(" rss_kib=%ld anon_kib=%ld file_kib=%ld", rss, anon, file);
+}
+
 static void usage(void)
 {
   fprintf(stderr, "usage: bench-floor --server URL --token-file F --cacert F [--creates N] "
-                  "[--groups N] [--user-agent UA] FILE\n");
+                  "[--groups N] [--user-agent UA] [--rss] FILE\n");
   exit(2);
 }
 
 int main(int argc, char **argv)
 {
-  int max_creates = 16, max_groups = 16;
+  int max_creates = 16, max_groups = 16, want_rss = 0;
   const char *file = NULL;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -253,6 +272,8 @@ int main(int argc, char **argv)
       max_creates = atoi(argv[++i]);
     else if (i + 1 < argc && !strcmp(a, "--groups"))
       max_groups = atoi(argv[++i]);
+    else if (!strcmp(a, "--rss"))
+      want_rss = 1;
     else if (i + 1 < argc && !strcmp(a, "--user-agent"))
       user_agent = argv[++i];
     else if (a[0] != '-' && !file)
@@ -356,6 +377,7 @@ int main(int argc, char **argv)
       printf("%s%d:%ld", first ? "" : ",", c, codes[c]);
       first = 0;
     }
+  if (want_rss) print_rss();
   printf("\n");
   curl_multi_cleanup(multi);
   curl_global_cleanup();
