@@ -339,9 +339,13 @@ void ctl_probe_child(struct rec *r, const struct lk_child *ch)
     started(r, w, -1);
     return;
   }
+  /* resourceVersion 0: the API server's watch cache answers, no etcd read.
+   * A probe and the apply after it are two requests whichever read is used,
+   * so an object created between them is not seen either way; the cache's
+   * lag (milliseconds) does not widen that in kind. */
   started(r, w,
-          k8s_client_get(k8s_manager_client(all->m), &gvr, *ch->ns ? ch->ns : NULL, ch->name,
-                         probe_done, w));
+          k8s_client_get_at(k8s_manager_client(all->m), &gvr, *ch->ns ? ch->ns : NULL, ch->name,
+                            "0", probe_done, w));
 }
 
 /* }==================================================================== */

@@ -473,8 +473,18 @@ int k8s_client_get_raw(struct k8s_client *c, const char *path, const char *accep
 int k8s_client_get(struct k8s_client *c, const struct k8s_gvr *gvr, const char *ns,
                    const char *name, k8s_client_fn done, void *data)
 {
-  char path[1024];
-  if (!name || k8s_gvr_path(gvr, ns, name, NULL, path, sizeof(path)) < 0) return -EINVAL;
+  return k8s_client_get_at(c, gvr, ns, name, NULL, done, data);
+}
+
+int k8s_client_get_at(struct k8s_client *c, const struct k8s_gvr *gvr, const char *ns,
+                      const char *name, const char *rv, k8s_client_fn done, void *data)
+{
+  char path[1200];
+  int n;
+  if (!name || (n = k8s_gvr_path(gvr, ns, name, NULL, path, 1024)) < 0) return -EINVAL;
+  struct query q = {.n = 0};
+  q_add(&q, "resourceVersion", rv && *rv ? rv : NULL);
+  snprintf(path + n, sizeof(path) - (size_t)n, "%s", q.buf);
   return send_json(c, "GET", path, NULL, NULL, 0, done, data);
 }
 

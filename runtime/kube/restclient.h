@@ -131,6 +131,12 @@ int k8s_client_get_raw(struct k8s_client *c, const char *path, const char *accep
 
 int k8s_client_get(struct k8s_client *c, const struct k8s_gvr *gvr, const char *ns,
                    const char *name, k8s_client_fn done, void *data);
+/* k8s_client_get with GetOptions.resourceVersion (NULL or "": the most recent,
+ * a quorum read from etcd; "0": any version, served from the API server's
+ * watch cache without an etcd read — API conventions, "Resource versions",
+ * semantics for get). rv is copied into the path; the caller keeps it. */
+int k8s_client_get_at(struct k8s_client *c, const struct k8s_gvr *gvr, const char *ns,
+                      const char *name, const char *rv, k8s_client_fn done, void *data);
 /* One page: res->object is the List; its metadata has resourceVersion and
  * continue. ns NULL: all namespaces. */
 int k8s_client_list(struct k8s_client *c, const struct k8s_gvr *gvr, const char *ns,
