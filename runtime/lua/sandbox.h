@@ -5,6 +5,8 @@
  * What a sandbox enforces:
  *   - a memory cap: the state's lua_Alloc refuses to grow past the cap, Lua
  *     raises "not enough memory", the call fails and the state stays usable;
+ *     the cap counts the bytes Lua asked for; freed small blocks are kept
+ *     for reuse (at most LK_POOL_MAX_BYTES) and freed with the state;
  *   - an instruction budget per call (count hook); once spent, the hook raises
  *     on every following instruction, so a script's own pcall cannot outrun it;
  *   - allow-listed globals only: base minus dofile/loadfile/print/
