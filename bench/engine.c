@@ -19,7 +19,8 @@
  * full collection before each call and stops the collector during it: the
  * difference is the collector's work inside a call. Prints one line:
  *   <label>: n=<calls> others=<M> evict=<KiB> median=<µs> p95=<µs> mean=<µs>
- *   lua_kib=<KiB held by the Lua state after the calls>
+ *   lua_kib=<KiB held by the Lua state after the calls> pool_kib=<KiB of
+ *   free blocks the sandbox keeps for reuse>
  * Exits non-zero when a reconcile fails (the figure would be meaningless). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -203,9 +204,9 @@ int main(int argc, char **argv)
     sum += t[k];
   qsort(t, (size_t)n, sizeof(*t), cmp_double);
   printf("%s: n=%ld others=%ld evict=%ldKiB churn=%ld median=%.0fus p95=%.0fus mean=%.0fus "
-         "lua_kib=%zu\n",
+         "lua_kib=%zu pool_kib=%zu\n",
          label, n, others, evict_kib, churn, t[n / 2], t[(size_t)((double)n * 0.95)],
-         sum / (double)n, e->sb->memory_used >> 10);
+         sum / (double)n, e->sb->memory_used >> 10, e->sb->pool_bytes >> 10);
   free(t);
   free(junk);
   for (size_t j = 0; j < 512; j++)

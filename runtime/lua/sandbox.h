@@ -48,7 +48,7 @@
 #define LK_POOL_GRAIN 16
 #define LK_POOL_MAX_BLOCK 512
 #define LK_POOL_CLASSES (LK_POOL_MAX_BLOCK / LK_POOL_GRAIN + 1)
-#define LK_POOL_MAX_BYTES ((size_t)2 << 20)
+#define LK_POOL_MAX_BYTES ((size_t)1 << 20)
 
 struct lk_ctx;
 
