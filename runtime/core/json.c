@@ -299,6 +299,351 @@ void k8s_json_push_value(lua_State *L, const json_t *v)
   push_value(L, v, 0);
 }
 
+/* {--------------------------------------------------------------------
+ * The direct decoder: JSON text -> Lua without a jansson tree
+ *
+ * k8s_json_push decodes every observed object of every reconcile (and
+ * k8s.cache reads); building jansson's tree and then walking it cost about
+ * as much as the rest of the decoding (bench/engine.c). The decoder below
+ * builds the Lua values straight from the text and gives exactly what
+ * push_value gives for jansson's value of the same text (JSON_DECODE_ANY |
+ * JSON_ALLOW_NUL): the same values, and the same tables built in the same
+ * way — an object's members are collected on the stack, then set in
+ * document order (jansson's iteration order) into a table created with
+ * their count, so pairs() walks them in the same order. It handles what
+ * the API server sends; on anything else (a syntax error, invalid UTF-8, a
+ * lone surrogate, an integer jansson would refuse, a NUL in a key, nesting
+ * past K8S_JSON_MAX_DEPTH) it gives up and k8s_json_push takes the jansson
+ * path, which then gives the value or jansson's own error message.
+ * --------------------------------------------------------------------- */
+
+struct jd {
+  lua_State *L;
+  const char *p, *end;
+};
+
+#define JD_FAIL "\001k8s_json_direct"
+
+static __attribute__((noreturn)) void jd_fail(struct jd *d)
+{
+  lua_pushliteral(d->L, JD_FAIL);
+  lua_error(d->L);
+  abort(); /* not reached: lua_error does not return */
+}
+
+static void jd_ws(struct jd *d)
+{
+  while (d->p < d->end && (*d->p == ' ' || *d->p == '\t' || *d->p == '\n' || *d->p == '\r'))
+    d->p++;
+}
+
+/* Length of the valid UTF-8 sequence at p (jansson's rules: no overlong
+ * forms, no surrogates, nothing past U+10FFFF), or 0. */
+static size_t jd_utf8(const unsigned char *p, const unsigned char *end)
+{
+  unsigned c = p[0], n, cp;
+  if (c >= 0xC2 && c <= 0xDF)
+    n = 2, cp = c & 0x1F;
+  else if (c >= 0xE0 && c <= 0xEF)
+    n = 3, cp = c & 0x0F;
+  else if (c >= 0xF0 && c <= 0xF4)
+    n = 4, cp = c & 0x07;
+  else
+    return 0;
+  if ((size_t)(end - p) < n) return 0;
+  for (unsigned i = 1; i < n; i++) {
+    if ((p[i] & 0xC0) != 0x80) return 0;
+    cp = (cp << 6) | (p[i] & 0x3F);
+  }
+  if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10FFFF ||
+      (cp >= 0xD800 && cp <= 0xDFFF))
+    return 0;
+  return n;
+}
+
+static int jd_hex4(struct jd *d, const char *p)
+{
+  if (d->end - p < 4) return -1;
+  int v = 0;
+  for (int i = 0; i < 4; i++) {
+    char c = p[i];
+    v <<= 4;
+    if (c >= '0' && c <= '9')
+      v |= c - '0';
+    else if (c >= 'a' && c <= 'f')
+      v |= c - 'a' + 10;
+    else if (c >= 'A' && c <= 'F')
+      v |= c - 'A' + 10;
+    else
+      return -1;
+  }
+  return v;
+}
+
+/* The string at d->p (on its opening quote): pushed. */
+static void jd_string(struct jd *d)
+{
+  lua_State *L = d->L;
+  const char *start = ++d->p, *p = start;
+  while (p < d->end) { /* fast path: plain ASCII, no escapes */
+    unsigned char c = (unsigned char)*p;
+    if (c == '"') {
+      lua_pushlstring(L, start, (size_t)(p - start));
+      d->p = p + 1;
+      return;
+    }
+    if (c == '\\' || c < 0x20 || c >= 0x80) break;
+    p++;
+  }
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  luaL_addlstring(&b, start, (size_t)(p - start));
+  while (p < d->end) {
+    unsigned char c = (unsigned char)*p;
+    if (c == '"') {
+      luaL_pushresult(&b);
+      d->p = p + 1;
+      return;
+    }
+    if (c < 0x20) jd_fail(d);
+    if (c >= 0x80) {
+      size_t n = jd_utf8((const unsigned char *)p, (const unsigned char *)d->end);
+      if (!n) jd_fail(d);
+      luaL_addlstring(&b, p, n);
+      p += n;
+      continue;
+    }
+    if (c != '\\') {
+      luaL_addchar(&b, (char)c);
+      p++;
+      continue;
+    }
+    if (++p >= d->end) jd_fail(d);
+    switch (*p) {
+    case '"':
+    case '\\':
+    case '/':
+      luaL_addchar(&b, *p);
+      break;
+    case 'b':
+      luaL_addchar(&b, '\b');
+      break;
+    case 'f':
+      luaL_addchar(&b, '\f');
+      break;
+    case 'n':
+      luaL_addchar(&b, '\n');
+      break;
+    case 'r':
+      luaL_addchar(&b, '\r');
+      break;
+    case 't':
+      luaL_addchar(&b, '\t');
+      break;
+    case 'u': {
+      long cp = jd_hex4(d, p + 1);
+      if (cp < 0 || (cp >= 0xDC00 && cp <= 0xDFFF)) jd_fail(d);
+      p += 4;
+      if (cp >= 0xD800 && cp <= 0xDBFF) { /* needs its low surrogate */
+        if (d->end - p < 7 || p[1] != '\\' || p[2] != 'u') jd_fail(d);
+        long lo = jd_hex4(d, p + 3);
+        if (lo < 0xDC00 || lo > 0xDFFF) jd_fail(d);
+        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+        p += 6;
+      }
+      char u[4];
+      size_t n;
+      if (cp < 0x80)
+        u[0] = (char)cp, n = 1;
+      else if (cp < 0x800)
+        u[0] = (char)(0xC0 | (cp >> 6)), u[1] = (char)(0x80 | (cp & 0x3F)), n = 2;
+      else if (cp < 0x10000)
+        u[0] = (char)(0xE0 | (cp >> 12)), u[1] = (char)(0x80 | ((cp >> 6) & 0x3F)),
+        u[2] = (char)(0x80 | (cp & 0x3F)), n = 3;
+      else
+        u[0] = (char)(0xF0 | (cp >> 18)), u[1] = (char)(0x80 | ((cp >> 12) & 0x3F)),
+        u[2] = (char)(0x80 | ((cp >> 6) & 0x3F)), u[3] = (char)(0x80 | (cp & 0x3F)), n = 4;
+      luaL_addlstring(&b, u, n);
+      break;
+    }
+    default:
+      jd_fail(d);
+    }
+    p++;
+  }
+  jd_fail(d); /* no closing quote */
+}
+
+static int jd_digit(struct jd *d, const char *p)
+{
+  return p < d->end && *p >= '0' && *p <= '9';
+}
+
+/* The number at d->p: an integer (no '.', 'e' or 'E', as jansson) or a
+ * real, pushed. */
+static void jd_number(struct jd *d)
+{
+  const char *s = d->p, *p = s;
+  int real = 0;
+  if (*p == '-') p++;
+  if (p < d->end && *p == '0')
+    p++;
+  else if (jd_digit(d, p))
+    while (jd_digit(d, p))
+      p++;
+  else
+    jd_fail(d);
+  if (p < d->end && *p == '.') {
+    real = 1;
+    if (!jd_digit(d, ++p)) jd_fail(d);
+    while (jd_digit(d, p))
+      p++;
+  }
+  if (p < d->end && (*p == 'e' || *p == 'E')) {
+    real = 1;
+    p++;
+    if (p < d->end && (*p == '+' || *p == '-')) p++;
+    if (!jd_digit(d, p)) jd_fail(d);
+    while (jd_digit(d, p))
+      p++;
+  }
+  char buf[64], *e;
+  size_t n = (size_t)(p - s);
+  if (n >= sizeof buf) jd_fail(d);
+  memcpy(buf, s, n);
+  buf[n] = '\0';
+  errno = 0;
+  if (!real) {
+    long long v = strtoll(buf, &e, 10);
+    if (errno || e != buf + n) jd_fail(d);
+    lua_pushinteger(d->L, (lua_Integer)v);
+  } else {
+    double v = strtod(buf, &e);
+    if (e != buf + n || isinf(v)) jd_fail(d);
+    lua_pushnumber(d->L, (lua_Number)v);
+  }
+  d->p = p;
+}
+
+static void jd_value(struct jd *d, int depth);
+
+/* The array or object at d->p: its elements (or key, value pairs) on the
+ * stack, then one table holding them in place of them. */
+static void jd_container(struct jd *d, int depth)
+{
+  lua_State *L = d->L;
+  int object = *d->p == '{';
+  char close = object ? '}' : ']';
+  int base = lua_gettop(L);
+  d->p++;
+  jd_ws(d);
+  if (d->p < d->end && *d->p == close) {
+    d->p++;
+  } else {
+    for (;;) {
+      if (!lua_checkstack(L, 4)) jd_fail(d);
+      if (object) {
+        if (d->p >= d->end || *d->p != '"') jd_fail(d);
+        jd_string(d);
+        size_t klen;
+        const char *k = lua_tolstring(L, -1, &klen);
+        if (memchr(k, '\0', klen)) jd_fail(d); /* jansson refuses a NUL in a key */
+        jd_ws(d);
+        if (d->p >= d->end || *d->p != ':') jd_fail(d);
+        d->p++;
+        jd_ws(d);
+      }
+      jd_value(d, depth + 1);
+      jd_ws(d);
+      if (d->p >= d->end) jd_fail(d);
+      if (*d->p == ',') {
+        d->p++;
+        jd_ws(d);
+        continue;
+      }
+      if (*d->p != close) jd_fail(d);
+      d->p++;
+      break;
+    }
+  }
+  int n = lua_gettop(L) - base;
+  if (object) {
+    lua_createtable(L, 0, n / 2);
+    for (int i = base + 1; i < base + n; i += 2) {
+      lua_pushvalue(L, i);
+      lua_pushvalue(L, i + 1);
+      lua_rawset(L, -3);
+    }
+  } else {
+    lua_createtable(L, n, 0);
+    for (int i = 1; i <= n; i++) {
+      lua_pushvalue(L, base + i);
+      lua_rawseti(L, -2, i);
+    }
+    k8s_json_mark_array(L, -1);
+  }
+  if (n) { /* the table in place of the members */
+    lua_replace(L, base + 1);
+    lua_settop(L, base + 1);
+  }
+}
+
+static void jd_value(struct jd *d, int depth)
+{
+  if (depth > K8S_JSON_MAX_DEPTH || d->p >= d->end || !lua_checkstack(d->L, 4)) jd_fail(d);
+  switch (*d->p) {
+  case '"':
+    jd_string(d);
+    return;
+  case '{':
+  case '[':
+    jd_container(d, depth);
+    return;
+  case 't':
+    if (d->end - d->p >= 4 && !memcmp(d->p, "true", 4)) {
+      d->p += 4;
+      lua_pushboolean(d->L, 1);
+      return;
+    }
+    break;
+  case 'f':
+    if (d->end - d->p >= 5 && !memcmp(d->p, "false", 5)) {
+      d->p += 5;
+      lua_pushboolean(d->L, 0);
+      return;
+    }
+    break;
+  case 'n':
+    if (d->end - d->p >= 4 && !memcmp(d->p, "null", 4)) {
+      d->p += 4;
+      k8s_json_push_null(d->L);
+      return;
+    }
+    break;
+  default:
+    if (*d->p == '-' || (*d->p >= '0' && *d->p <= '9')) {
+      jd_number(d);
+      return;
+    }
+  }
+  jd_fail(d);
+}
+
+/* Protected: decodes the text (light userdata 1, length 2) into one value. */
+static int jd_protected(lua_State *L)
+{
+  struct jd d = {L, lua_touserdata(L, 1), NULL};
+  d.end = d.p + lua_tointeger(L, 2);
+  lua_settop(L, 0);
+  jd_ws(&d);
+  jd_value(&d, 0);
+  jd_ws(&d);
+  if (d.p != d.end) jd_fail(&d); /* jansson: "end of file expected" */
+  return 1;
+}
+
+/* --------------------------------------------------------------------} */
+
 static int push_protected(lua_State *L)
 {
   const json_t *v = lua_touserdata(L, 1);
@@ -306,15 +651,11 @@ static int push_protected(lua_State *L)
   return 1;
 }
 
-int k8s_json_push(lua_State *L, const char *text, size_t len, char *err, size_t errlen)
+/* The jansson path: parse, then push_value. */
+static int push_parsed(lua_State *L, const char *text, size_t len, char *err, size_t errlen)
 {
   json_t *v = k8s_json_parse(text, len, err, errlen);
   if (!v) return -1;
-  if (!lua_checkstack(L, 3)) {
-    json_decref(v);
-    k8s_seterr(err, errlen, "Lua stack overflow");
-    return -1;
-  }
   lua_pushcfunction(L, push_protected);
   lua_pushlightuserdata(L, v);
   int rc = lua_pcall(L, 1, 1, 0);
@@ -326,6 +667,20 @@ int k8s_json_push(lua_State *L, const char *text, size_t len, char *err, size_t 
     return -1;
   }
   return 0;
+}
+
+int k8s_json_push(lua_State *L, const char *text, size_t len, char *err, size_t errlen)
+{
+  if (!lua_checkstack(L, 3)) {
+    k8s_seterr(err, errlen, "Lua stack overflow");
+    return -1;
+  }
+  lua_pushcfunction(L, jd_protected);
+  lua_pushlightuserdata(L, (void *)text);
+  lua_pushinteger(L, (lua_Integer)len);
+  if (lua_pcall(L, 2, 1, 0) == LUA_OK) return 0;
+  lua_pop(L, 1); /* gave up (or out of memory): the jansson path decides */
+  return push_parsed(L, text, len, err, errlen);
 }
 
 /* }==================================================================== */

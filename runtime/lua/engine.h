@@ -234,7 +234,9 @@ int lk_engine_reconcile(struct lk_engine *e, const struct lk_reconcile_in *in, s
 
 /* Runs the map function of watch w of controller c for obj (a watched
  * object): the keys ("ns/name") of the CRs to reconcile, as a JSON array of
- * strings in *keys (new reference). Returns 0, or -1 with err set. */
+ * strings in *keys (new reference). Returns 0, or -1 with err set. When the
+ * cache has a store of c's CR kind and it is empty, the map is not run and
+ * *keys is empty (no key could name a CR; spec/c/test-engine-map.c). */
 int lk_engine_map(struct lk_engine *e, const struct lk_controller_decl *c, size_t w,
                   const json_t *obj, const struct lk_cache_source *cache,
                   const struct lk_discovery_source *discovery, json_t **keys, struct lk_error *err);

@@ -34,6 +34,88 @@
  * Allocator and budget hook
  * ===================================================================== */
 
+/* {====================================================================
+ * The block pool: Lua's small blocks kept for reuse
+ *
+ * Most of what a reconcile allocates is small (tables, short strings,
+ * closures, node and array parts) and is freed again by the next young
+ * collection. Taking each block from malloc made the call's cost depend on
+ * the state of the process heap: in the operator, whose informers parse and
+ * free watch events between reconciles, malloc's search and consolidation
+ * of that heap made a call ~1.5x dearer than in a fresh process
+ * (bench/engine.c --churn). Lua passes a block's size back when it frees or
+ * resizes it, so a free list per size class needs no header: blocks of up to
+ * LK_POOL_MAX_BLOCK bytes are rounded up to a multiple of LK_POOL_GRAIN, and
+ * a freed block goes to its class's list while the lists hold less than
+ * LK_POOL_MAX_BYTES (beyond that, and for larger blocks, plain free). The
+ * memory cap still counts the sizes Lua asked for.
+ * ===================================================================== */
+
+static size_t pool_class(size_t size)
+{
+  return (size + LK_POOL_GRAIN - 1) / LK_POOL_GRAIN;
+}
+
+/* A block of class c: from its list, else from malloc. */
+static void *pool_get(struct lk_sandbox *sb, size_t c)
+{
+  void *p = sb->pool[c];
+  if (p) {
+    sb->pool[c] = *(void **)p;
+    sb->pool_bytes -= c * LK_POOL_GRAIN;
+    return p;
+  }
+  return malloc(c * LK_POOL_GRAIN);
+}
+
+/* Returns a block of class c to its list, or to malloc when the lists are
+ * full. */
+static void pool_put(struct lk_sandbox *sb, void *p, size_t c)
+{
+  if (sb->pool_bytes + c * LK_POOL_GRAIN > LK_POOL_MAX_BYTES) {
+    free(p);
+    return;
+  }
+  *(void **)p = sb->pool[c];
+  sb->pool[c] = p;
+  sb->pool_bytes += c * LK_POOL_GRAIN;
+}
+
+/* Frees every pooled block (after lua_close). */
+static void pool_drain(struct lk_sandbox *sb)
+{
+  for (size_t c = 0; c < LK_POOL_CLASSES; c++)
+    while (sb->pool[c]) {
+      void *p = sb->pool[c];
+      sb->pool[c] = *(void **)p;
+      free(p);
+    }
+  sb->pool_bytes = 0;
+}
+
+/* realloc through the pool: a block keeps its place while its class does not
+ * change; otherwise the contents move. Pooled classes are 1 ..
+ * LK_POOL_CLASSES - 1; class 0 (size 0) never reaches here. */
+static void *pool_realloc(struct lk_sandbox *sb, void *ptr, size_t old, size_t nsize)
+{
+  size_t oc = ptr && old <= LK_POOL_MAX_BLOCK ? pool_class(old) : 0;
+  size_t nc = nsize <= LK_POOL_MAX_BLOCK ? pool_class(nsize) : 0;
+  if (ptr && oc == 0 && nc == 0) return realloc(ptr, nsize);
+  if (ptr && oc == nc) return ptr;
+  void *p = nc ? pool_get(sb, nc) : malloc(nsize);
+  if (!p) return NULL;
+  if (ptr) {
+    memcpy(p, ptr, old < nsize ? old : nsize);
+    if (oc)
+      pool_put(sb, ptr, oc);
+    else
+      free(ptr);
+  }
+  return p;
+}
+
+/* }==================================================================== */
+
 /* The capped allocator: frees always succeed; growth past the cap returns
  * NULL, which Lua turns into LUA_ERRMEM after an emergency collection. */
 static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
@@ -41,7 +123,10 @@ static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
   struct lk_sandbox *sb = ud;
   size_t old = ptr ? osize : 0;
   if (nsize == 0) {
-    free(ptr);
+    if (ptr && old <= LK_POOL_MAX_BLOCK)
+      pool_put(sb, ptr, pool_class(old));
+    else
+      free(ptr);
     sb->memory_used -= old;
     return NULL;
   }
@@ -52,7 +137,7 @@ static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
       return NULL;
     }
   }
-  void *p = realloc(ptr, nsize);
+  void *p = pool_realloc(sb, ptr, old, nsize);
   if (!p) return NULL;
   sb->memory_used = sb->memory_used - old + nsize;
   if (sb->memory_used > sb->memory_peak) sb->memory_peak = sb->memory_used;
@@ -691,6 +776,7 @@ struct lk_sandbox *lk_sandbox_new(const struct lk_sandbox_opts *opts)
       opts && opts->instruction_budget ? opts->instruction_budget : LK_DEFAULT_INSTRUCTION_BUDGET;
   sb->L = lua_newstate(sb_alloc, sb);
   if (!sb->L) {
+    pool_drain(sb);
     free(sb);
     return NULL;
   }
@@ -701,6 +787,7 @@ struct lk_sandbox *lk_sandbox_new(const struct lk_sandbox_opts *opts)
   lua_pushlightuserdata(sb->L, sb);
   if (lua_pcall(sb->L, 1, 0, 0) != LUA_OK) {
     lua_close(sb->L);
+    pool_drain(sb);
     free(sb);
     return NULL;
   }
@@ -711,6 +798,7 @@ void lk_sandbox_free(struct lk_sandbox *sb)
 {
   if (!sb) return;
   lua_close(sb->L);
+  pool_drain(sb);
   free(sb->traceback);
   free(sb);
 }

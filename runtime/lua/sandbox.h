@@ -5,6 +5,8 @@
  * What a sandbox enforces:
  *   - a memory cap: the state's lua_Alloc refuses to grow past the cap, Lua
  *     raises "not enough memory", the call fails and the state stays usable;
+ *     the cap counts the bytes Lua asked for; freed small blocks are kept
+ *     for reuse (at most LK_POOL_MAX_BYTES) and freed with the state;
  *   - an instruction budget per call (count hook); once spent, the hook raises
  *     on every following instruction, so a script's own pcall cannot outrun it;
  *   - allow-listed globals only: base minus dofile/loadfile/print/
@@ -40,6 +42,14 @@
  * costs the loop little before it fails */
 #define LK_DEFAULT_INSTRUCTION_BUDGET 1000000L
 
+/* The pool of small blocks (sandbox.c, "The block pool"): blocks of up to
+ * LK_POOL_MAX_BLOCK bytes in classes of LK_POOL_GRAIN bytes, at most
+ * LK_POOL_MAX_BYTES kept free for reuse. */
+#define LK_POOL_GRAIN 16
+#define LK_POOL_MAX_BLOCK 512
+#define LK_POOL_CLASSES (LK_POOL_MAX_BLOCK / LK_POOL_GRAIN + 1)
+#define LK_POOL_MAX_BYTES ((size_t)1 << 20)
+
 struct lk_ctx;
 
 struct lk_sandbox_opts {
@@ -65,23 +75,25 @@ struct lk_error {
 
 struct lk_sandbox {
   lua_State *L;
-  size_t memory_used;       /* bytes currently allocated by the state */
-  size_t memory_peak;       /* high-water mark */
-  size_t memory_limit;      /* the cap */
-  int headroom;             /* >0: the cap is lifted by 1 MiB (message handler) */
-  int memory_refused;       /* an allocation was refused during the current call */
-  long budget;              /* instructions per call */
-  long used;                /* instructions counted in the current call */
-  int exhausted;            /* the budget of the current call is spent */
-  char budget_where[256];   /* where the budget ran out ("file:line:") */
-  char *traceback;          /* traceback of the last error (owned) */
-  struct lk_ctx *ctx;       /* the context of the running call (borrowed), or NULL */
-  int chunks_ref;           /* registry ref: module name -> compiled chunk */
-  int base_ref;             /* registry ref: the read-only base of every environment */
-  int templates_ref;        /* registry ref: library name -> metatable of its proxies */
-  int k8ssub_ref;           /* registry ref: k8s submodule name -> metatable of its proxies */
-  int envmt_ref;            /* registry ref: metatable of each environment */
-  int arraymt_snapshot_ref; /* registry ref: pristine copy of k8s.array_mt */
+  size_t memory_used;          /* bytes currently allocated by the state */
+  size_t memory_peak;          /* high-water mark */
+  size_t memory_limit;         /* the cap */
+  int headroom;                /* >0: the cap is lifted by 1 MiB (message handler) */
+  int memory_refused;          /* an allocation was refused during the current call */
+  long budget;                 /* instructions per call */
+  long used;                   /* instructions counted in the current call */
+  int exhausted;               /* the budget of the current call is spent */
+  char budget_where[256];      /* where the budget ran out ("file:line:") */
+  char *traceback;             /* traceback of the last error (owned) */
+  struct lk_ctx *ctx;          /* the context of the running call (borrowed), or NULL */
+  int chunks_ref;              /* registry ref: module name -> compiled chunk */
+  int base_ref;                /* registry ref: the read-only base of every environment */
+  int templates_ref;           /* registry ref: library name -> metatable of its proxies */
+  int k8ssub_ref;              /* registry ref: k8s submodule name -> metatable of its proxies */
+  int envmt_ref;               /* registry ref: metatable of each environment */
+  int arraymt_snapshot_ref;    /* registry ref: pristine copy of k8s.array_mt */
+  void *pool[LK_POOL_CLASSES]; /* free blocks per size class (a list through their first word) */
+  size_t pool_bytes;           /* bytes on those lists */
 };
 
 /* Creates a sandbox (opts may be NULL). Returns NULL on allocation failure. */

@@ -201,6 +201,37 @@ describe("sandbox", function()
       end
     end)
 
+    it("a write into a module, a table inside it or a table local to it is not seen by the next reconcile",
+      function()
+        local r1 = probe([[
+          local s = require('probe.state')
+          s.injected = 'from the first'
+          s.defaults.replicas = 99
+          table.insert(s.defaults.ports, 9999)
+          s.remember('k', 'from the first')
+          s.bump = function() return -1 end
+          local again = require('probe.state') -- the same instance within one call
+          return { status = { injected = again.injected, replicas = again.defaults.replicas,
+            nports = #again.defaults.ports, recalled = again.recall('k'), calls = again.bump() } }
+        ]])
+        assert.is_nil(r1.error)
+        assert.same({ "from the first", 99, 2, "from the first", -1 }, { r1.status.injected, r1.status.replicas,
+          r1.status.nports, r1.status.recalled, r1.status.calls })
+        local r2 = probe([[
+          local s = require('probe.state')
+          local keys = {}
+          for k in pairs(s) do keys[#keys + 1] = k end
+          table.sort(keys)
+          return { status = { injected = tostring(s.injected), replicas = s.defaults.replicas,
+            ports = s.defaults.ports, recalled = tostring(s.recall('k')), calls = s.bump(), keys = keys } }
+        ]])
+        assert.is_nil(r2.error)
+        assert.same({ "nil", 1, "nil", 1 }, { r2.status.injected, r2.status.replicas, r2.status.recalled,
+          r2.status.calls })
+        assert.same({ 8000 }, { table.unpack(r2.status.ports) })
+        assert.same({ "bump", "calls", "defaults", "recall", "remember" }, { table.unpack(r2.status.keys) })
+      end)
+
     it("math.random is reproducible per call", function()
       assert.equals(eng:eval("return math.random(1 << 30)"), eng:eval("return math.random(1 << 30)"))
     end)
