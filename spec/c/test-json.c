@@ -1,7 +1,6 @@
 /* test-json.c: JSON <-> Lua conversion (runtime/core/json.c): the markers,
  * round trips of Kubernetes shapes (args: [], selector: {}), 64-bit
- * integers, reals, UTF-8 and NUL, large documents, and every error path;
- * the direct decoder of k8s_json_push against the jansson path it replaces. */
+ * integers, reals, UTF-8 and NUL, large documents, and every error path. */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -240,153 +239,6 @@ static void test_large(lua_State *L)
   k8s_buf_free(&b);
 }
 
-/* {====================================================================
- * The direct decoder against the jansson path
- * ===================================================================== */
-
-static int pushv_protected(lua_State *L)
-{
-  k8s_json_push_value(L, lua_touserdata(L, 1));
-  return 1;
-}
-
-/* The jansson path k8s_json_push took before the direct decoder: parse, then
- * push_value (protected). Returns 0 with the value pushed, or -1 + err. */
-static int push_via_jansson(lua_State *L, const char *text, size_t len, char *err, size_t errlen)
-{
-  json_t *v = k8s_json_parse(text, len, err, errlen);
-  if (!v) return -1;
-  lua_pushcfunction(L, pushv_protected);
-  lua_pushlightuserdata(L, v);
-  int rc = lua_pcall(L, 1, 1, 0);
-  json_decref(v);
-  if (rc != LUA_OK) {
-    snprintf(err, errlen, "%s", lua_tostring(L, -1));
-    lua_pop(L, 1);
-    return -1;
-  }
-  return 0;
-}
-
-/* 1 when the values at a and b are the same: type, integer or float
- * subtype, value (the sign of a zero too), metatable, and for tables the
- * same keys walked by next() in the same order. */
-static int same_value(lua_State *L, int a, int b)
-{
-  a = lua_absindex(L, a), b = lua_absindex(L, b);
-  int t = lua_type(L, a);
-  if (t != lua_type(L, b)) return 0;
-  if (t == LUA_TNUMBER) {
-    if (lua_isinteger(L, a) != lua_isinteger(L, b)) return 0;
-    if (lua_isinteger(L, a)) return lua_tointeger(L, a) == lua_tointeger(L, b);
-    double x = lua_tonumber(L, a), y = lua_tonumber(L, b);
-    return x == y && signbit(x) == signbit(y);
-  }
-  if (t != LUA_TTABLE) return lua_rawequal(L, a, b);
-  int ma = lua_getmetatable(L, a), mb = lua_getmetatable(L, b);
-  int same = ma == mb && (!ma || lua_rawequal(L, -1, -2));
-  lua_pop(L, ma + mb);
-  if (!same || lua_rawlen(L, a) != lua_rawlen(L, b)) return 0;
-  lua_pushnil(L);
-  lua_pushnil(L);
-  for (;;) {                     /* stack: key of a, key of b */
-    int more_a = lua_next(L, a); /* key a -> key a, value a */
-    if (more_a)
-      lua_insert(L, -2); /* key b, key a, value a ... */
-    else
-      lua_pushnil(L); /* keep the shape: key b, nil */
-    /* stack: key b, (value a, key a) or nil */
-    if (!more_a) {
-      lua_pushvalue(L, -2);
-      int more_b = lua_next(L, b);
-      lua_settop(L, lua_gettop(L) - (more_b ? 4 : 2));
-      return !more_b;
-    }
-    /* stack: key b, value a, key a */
-    lua_pushvalue(L, -3);
-    if (!lua_next(L, b)) { /* a has more keys than b */
-      lua_pop(L, 3);
-      return 0;
-    }
-    /* stack: key b, value a, key a, key b', value b' */
-    int ok = lua_rawequal(L, -3, -2) && same_value(L, -4, -1);
-    if (!ok) {
-      lua_pop(L, 5);
-      return 0;
-    }
-    /* leave: key a, key b' */
-    lua_pop(L, 1);      /* key b, value a, key a, key b' */
-    lua_replace(L, -4); /* key b', value a, key a */
-    lua_remove(L, -2);  /* key b', key a */
-    lua_insert(L, -2);  /* key a, key b' */
-  }
-}
-
-static void test_direct_decoder(lua_State *L)
-{
-  static const char *const texts[] = {
-      "{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":\"a\",\"labels\":{}},"
-      "\"spec\":{\"ports\":[{\"port\":8200,\"targetPort\":\"http\"}],\"selector\":{\"x\":\"y\"}}}",
-      "  {\"a\" : [ 1 , 2.5 , -0 , -0.0 , 1e3 , -1E-2 , 5e-324 , 0.1 ] }\n",
-      "[9223372036854775807,-9223372036854775808,123456789012,1.7976931348623157e308]",
-      "{\"e\":\"\\\"\\\\\\/"
-      "\\b\\f\\n\\r\\t\",\"u\":\"\\u00e9\\u4e2d\\ud83d\\ude00\",\"nul\":\"a\\u0000b\"}",
-      "{\"raw\":\"caf\xc3\xa9 \xe4\xb8\xad \xf0\x9f\x98\x80\",\"mixed\":\"\xc3\xa9\\n\"}",
-      "[[],{},[[]],{\"a\":{}},null,true,false,\"\"]",
-      "{\"n\":null,\"a\":[null,null],\"z\":1,\"b\":2,\"y\":3,\"c\":4,\"x\":5,\"d\":6,\"w\":7,\"e\":"
-      "8}",
-      "{\"dup\":1,\"dup\":2}", "\"top\"", "42", "-7", "3.25", "true", "false", "null", " [ ] ",
-      "{}",
-      /* errors: the jansson path's message either way */
-      "", "   ", "{", "[1,]", "{,}", "{\"a\"}", "{\"a\":}", "[01]", "[1.]", "[.5]", "[-]", "[1e]",
-      "tru", "nul", "[true false]", "{\"a\":1}x", "\"abc", "\"a\tb\"", "\"\\x\"", "\"\\u12\"",
-      "\"\\ud800\"", "\"\\udc00\"", "\"\\ud800\\u0041\"", "\"\xff\"", "\"\xc0\xaf\"",
-      "\"\xed\xa0\x80\"", "\"\xf4\x90\x80\x80\"", "\"\xe4\xb8\"", "{\"a\\u0000b\":1}",
-      "[9223372036854775808]", "[-9223372036854775809]", "[1e400]", "[-1e400]"};
-  int ok = 1, top = lua_gettop(L);
-  for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) {
-    const char *t = texts[i];
-    char e1[256] = "", e2[256] = "";
-    int r1 = k8s_json_push(L, t, strlen(t), e1, sizeof e1);
-    int r2 = push_via_jansson(L, t, strlen(t), e2, sizeof e2);
-    int same = r1 == r2 && (r1 < 0 ? strcmp(e1, e2) == 0 : same_value(L, -1, -2));
-    if (!same) printf("  differs on %s: %d %s / %d %s\n", t, r1, e1, r2, e2);
-    ok &= same;
-    lua_settop(L, top);
-  }
-  test_cond("the direct decoder gives the jansson path's value or error on every text", ok);
-
-  /* an API object as the store keeps it, and a deep (but allowed) nesting */
-  FILE *f = fopen("bench/engine-data/children.json", "rb");
-  char *text = NULL;
-  size_t len = 0;
-  if (f) {
-    text = malloc(1 << 20);
-    len = fread(text, 1, 1 << 20, f);
-    fclose(f);
-  }
-  char e1[256], e2[256];
-  int same = text && k8s_json_push(L, text, len, e1, sizeof e1) == 0 &&
-             push_via_jansson(L, text, len, e2, sizeof e2) == 0 && same_value(L, -1, -2);
-  test_cond("a captured Deployment and Service decode the same both ways", same);
-  lua_settop(L, top);
-  free(text);
-  struct k8s_buf b = {0};
-  for (int i = 0; i < K8S_JSON_MAX_DEPTH; i++)
-    k8s_buf_adds(&b, "{\"a\":[");
-  for (int i = 0; i < K8S_JSON_MAX_DEPTH; i++)
-    k8s_buf_adds(&b, "]}");
-  int r1 = k8s_json_push(L, b.p, b.len, e1, sizeof e1);
-  int r2 = push_via_jansson(L, b.p, b.len, e2, sizeof e2);
-  test_cond("nesting past the depth limit fails the same way both ways",
-            r1 < 0 && r2 < 0 && strcmp(e1, e2) == 0);
-  lua_settop(L, top);
-  k8s_buf_free(&b);
-  test_cond("stack balanced after the comparisons", lua_gettop(L) == top);
-}
-
-/* }==================================================================== */
-
 static void test_format_real(void)
 {
   char buf[40];
@@ -421,7 +273,6 @@ int main(void)
   test_lua_to_json(L);
   test_decode_errors(L);
   test_large(L);
-  test_direct_decoder(L);
   test_format_real();
 
   lua_close(L);
