@@ -1,10 +1,12 @@
 /* fieldset.c: does a server-side apply field set cover an object (fieldset.h). */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/fieldset.h"
 #include "core/json.h"
+#include "core/store.h"
 
 /* A path being walked, for the message when something is not covered. */
 struct walk {
@@ -186,7 +188,11 @@ int k8s_fieldset_covers(const json_t *obj, const json_t *fields, char *path, siz
 int k8s_fieldset_covers_text(const json_t *obj, const char *fields, size_t len, char *path,
                              size_t pathlen)
 {
-  json_t *f = fields ? k8s_json_parse(fields, len, NULL, 0) : NULL;
+  char *scratch = NULL;
+  size_t text_len = 0;
+  const char *text = fields ? k8s_managed_text(fields, len, &text_len, &scratch) : NULL;
+  json_t *f = text ? k8s_json_parse(text, text_len, NULL, 0) : NULL;
+  free(scratch);
   if (!f) {
     if (path && pathlen) snprintf(path, pathlen, "(unreadable field set)");
     return 0;

@@ -42,8 +42,10 @@
  * obj or fields that are not objects give 0 with path "(root)". */
 int k8s_fieldset_covers(const json_t *obj, const json_t *fields, char *path, size_t pathlen);
 
-/* The same with fields as fieldsV1 JSON text (struct k8s_object.managed);
- * text that does not parse gives 0 with path "(unreadable field set)". */
+/* The same with fields as struct k8s_object.managed keeps them: fieldsV1
+ * JSON text, or packed by the store (core/store.h, k8s_managed_text; valid
+ * as long as its object). Text that does not parse or unpack gives 0 with
+ * path "(unreadable field set)". */
 int k8s_fieldset_covers_text(const json_t *obj, const char *fields, size_t len, char *path,
                              size_t pathlen);
 

@@ -1,10 +1,12 @@
 /* store.c: the Store / Indexer (store.h). Owns every cached object (one
  * allocation each: the struct, its label and owner arrays, its strings and
  * its compact JSON text), the key map, the named indexes and the interned
- * label keys. Objects die in exactly one place: free_object(), called when a
- * newer version replaced them, when they are deleted, or with the store.
- * Texts of K8S_STORE_PACK_MIN bytes and more are kept deflated (zlib).
- * Depends on jansson, json.c's compact writer, strmap.c and zlib. */
+ * label keys and field sets, and the store's preset dictionary. Objects die
+ * in exactly one place: free_object(), called when a newer version replaced
+ * them, when they are deleted, or with the store. Texts of K8S_STORE_PACK_MIN
+ * bytes and more are kept deflated (raw deflate, against the store's preset
+ * dictionary once it has one). Depends on jansson, json.c's compact writer,
+ * strmap.c and zlib. */
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +23,25 @@
 struct intern {
   size_t refs;
   char str[]; /* the interned label key, owner apiVersion or kind */
+};
+
+/* A preset dictionary texts are packed against (zlib's deflateSetDictionary):
+ * typical texts of the store, so that the rest of a text becomes
+ * back-references into it. Objects of one kind made by one script set
+ * differ mostly in names, uids, versions and times. Reference-counted: the
+ * packer holds one reference while the dictionary is current, every object
+ * packed against it one (free_object drops it). */
+struct k8s_pack_dict {
+  size_t refs;
+  size_t len;
+  unsigned char data[];
+};
+
+/* What packs one sort of text of a store (object texts, field sets): its
+ * current dictionary and how often it learned a new shape. */
+struct packer {
+  struct k8s_pack_dict *dict; /* NULL until a text of K8S_STORE_DICT_MIN bytes came */
+  int learned;
 };
 
 /* Most owner-uid and owner-label buckets hold one object: it sits in `one`
@@ -46,7 +67,10 @@ struct k8s_store {
   struct index *indexes;
   char *api_version, *kind; /* injected into stored objects when set */
   char *field_manager;      /* whose applied field set objects keep, or NULL */
-  size_t object_bytes, json_bytes, packed_bytes;
+  struct packer texts, field_sets;
+  unsigned char *scratch; /* the packing buffer, kept between objects */
+  size_t scratch_cap;
+  size_t object_bytes, json_bytes, packed_bytes, dict_bytes;
 };
 
 /* {====================================================================
@@ -162,6 +186,165 @@ static int label_cmp(const void *a, const void *b)
   return strcmp(((const struct k8s_label *)a)->key, ((const struct k8s_label *)b)->key);
 }
 
+/* Raw deflate (no zlib header or trailer: the length check on inflate
+ * stands in for the checksum) with deflate's full 32 KiB window. Memory
+ * level 6 (a 16 KiB hash table): the same sizes as the default 8 on cached
+ * objects, and setting up the stream, which dominates for texts this
+ * short, costs half as much CPU. */
+#define PACK_WBITS (-15)
+#define PACK_MEMLEVEL 6
+#define DICT_MAX 32768
+
+static void dict_unref(struct k8s_store *s, struct k8s_pack_dict *d)
+{
+  if (d && --d->refs == 0) {
+    s->dict_bytes -= d->len;
+    free(d);
+  }
+}
+
+/* Deflates text (len bytes) against d (or none) into s->scratch from
+ * offset off: the packed length, or 0 (no gain, or out of memory). */
+static size_t deflate_into(struct k8s_store *s, size_t off, const struct k8s_pack_dict *d,
+                           const char *text, size_t len)
+{
+  z_stream z = {0}; /* zlib's default allocator */
+  if (deflateInit2(&z, K8S_STORE_PACK_LEVEL, Z_DEFLATED, PACK_WBITS, PACK_MEMLEVEL,
+                   Z_DEFAULT_STRATEGY) != Z_OK)
+    return 0;
+  size_t n = 0, bound = off + deflateBound(&z, (uLong)len);
+  if (bound > s->scratch_cap) {
+    unsigned char *b = realloc(s->scratch, bound);
+    if (!b) goto out;
+    s->scratch = b;
+    s->scratch_cap = bound;
+  }
+  if (d && deflateSetDictionary(&z, d->data, (uInt)d->len) != Z_OK) goto out;
+  z.next_in = (Bytef *)text;
+  z.avail_in = (uInt)len;
+  z.next_out = s->scratch + off;
+  z.avail_out = (uInt)(s->scratch_cap - off);
+  if (deflate(&z, Z_FINISH) == Z_STREAM_END && z.total_out < len) n = z.total_out;
+out:
+  deflateEnd(&z);
+  return n;
+}
+
+/* The packer learns the shape of text: its new dictionary is the old one
+ * followed by text, cut to deflate's window (the last 32 KiB). Objects
+ * packed against the old one keep it alive. 0, or -1 (out of memory: the
+ * packer keeps its dictionary). */
+static int learn(struct k8s_store *s, struct packer *p, const char *text, size_t len)
+{
+  size_t old = p->dict ? p->dict->len : 0;
+  size_t n = old + len > DICT_MAX ? DICT_MAX : old + len;
+  struct k8s_pack_dict *d = malloc(sizeof *d + n);
+  if (!d) return -1;
+  d->refs = 1;
+  d->len = n;
+  s->dict_bytes += n;
+  size_t keep = n - (len < n ? len : n); /* bytes of the old dictionary kept */
+  if (keep) memcpy(d->data, p->dict->data + old - keep, keep);
+  memcpy(d->data + keep, text + len - (n - keep), n - keep);
+  dict_unref(s, p->dict);
+  p->dict = d;
+  p->learned++;
+  return 0;
+}
+
+/* Packs text (len bytes) into s->scratch from offset off when it is long
+ * enough to gain: the packed length and, in *dict, the dictionary it was
+ * packed against (NULL: none; the caller owns the reference), or 0 (keep
+ * the text as it is). A text of
+ * K8S_STORE_DICT_MIN bytes or more that the dictionary did not help (packed
+ * to more than a quarter) teaches the packer its shape first, at most
+ * K8S_STORE_DICT_SHAPES times per packer: a store of dissimilar objects
+ * then packs them as it can without growing dictionaries. */
+static size_t pack(struct k8s_store *s, size_t off, struct packer *p, const char *text, size_t len,
+                   struct k8s_pack_dict **dict)
+{
+  *dict = NULL;
+  if (len < K8S_STORE_PACK_MIN) return 0;
+  size_t n = deflate_into(s, off, p->dict, text, len);
+  if ((!n || n * 4 > len) && len >= K8S_STORE_DICT_MIN && p->learned < K8S_STORE_DICT_SHAPES &&
+      learn(s, p, text, len) == 0)
+    n = deflate_into(s, off, p->dict, text, len);
+  if (n && p->dict) {
+    p->dict->refs++;
+    *dict = p->dict;
+  }
+  return n;
+}
+
+/* Inflates packed (packed_len bytes, raw deflate against d or none) into a
+ * new NUL-terminated buffer of len bytes; NULL when it does not inflate to
+ * exactly len bytes or on malloc failure. */
+static char *unpack(const unsigned char *packed, size_t packed_len, const struct k8s_pack_dict *d,
+                    size_t len)
+{
+  char *buf = malloc(len + 1);
+  if (!buf) return NULL;
+  z_stream z = {0};
+  int ok = inflateInit2(&z, PACK_WBITS) == Z_OK;
+  if (ok && d) ok = inflateSetDictionary(&z, d->data, (uInt)d->len) == Z_OK;
+  if (ok) {
+    z.next_in = (Bytef *)packed;
+    z.avail_in = (uInt)packed_len;
+    z.next_out = (Bytef *)buf;
+    z.avail_out = (uInt)len;
+    ok = inflate(&z, Z_FINISH) == Z_STREAM_END && z.total_out == len;
+  }
+  inflateEnd(&z);
+  if (!ok) {
+    free(buf);
+    return NULL;
+  }
+  buf[len] = '\0';
+  return buf;
+}
+
+const char *k8s_object_json(const struct k8s_object *o, size_t *len, char **scratch)
+{
+  *scratch = NULL;
+  *len = o->json_len;
+  if (!o->packed) return o->json;
+  *scratch = unpack(o->packed, o->packed_len, o->dict, o->json_len);
+  return *scratch;
+}
+
+/* A packed field set (struct k8s_object.managed) is a 0 byte (no JSON text
+ * starts with one), the dictionary's address and the text's length (byte
+ * copies of these, unaligned), then the raw deflate stream. The object
+ * holds a reference on the dictionary, so the address stays valid as long
+ * as the object. */
+struct packed_fields {
+  const struct k8s_pack_dict *dict;
+  size_t len;
+};
+#define PACKED_FIELDS_HEAD (1 + sizeof(void *) + sizeof(size_t))
+
+static struct packed_fields fields_head(const char *managed)
+{
+  struct packed_fields h = {0};
+  memcpy(&h.dict, managed + 1, sizeof h.dict);
+  memcpy(&h.len, managed + 1 + sizeof h.dict, sizeof h.len);
+  return h;
+}
+
+const char *k8s_managed_text(const char *managed, size_t len, size_t *text_len, char **scratch)
+{
+  *scratch = NULL;
+  if (len < PACKED_FIELDS_HEAD || managed[0] != '\0') {
+    *text_len = len;
+    return managed;
+  }
+  struct packed_fields h = fields_head(managed);
+  *text_len = h.len;
+  *scratch = unpack((const unsigned char *)managed + PACKED_FIELDS_HEAD, len - PACKED_FIELDS_HEAD,
+                    h.dict, h.len);
+  return *scratch;
+}
+
 static void free_object(struct k8s_store *s, struct k8s_object *o)
 {
   if (!o) return;
@@ -171,43 +354,13 @@ static void free_object(struct k8s_store *s, struct k8s_object *o)
     unintern(s, o->owners[i].api_version);
     unintern(s, o->owners[i].kind);
   }
+  dict_unref(s, (struct k8s_pack_dict *)o->dict);
+  if (o->managed && o->managed_len >= PACKED_FIELDS_HEAD && o->managed[0] == '\0')
+    dict_unref(s, (struct k8s_pack_dict *)fields_head(o->managed).dict);
   s->object_bytes -= malloc_usable_size(o);
   s->json_bytes -= o->json_len;
   s->packed_bytes -= o->packed ? o->packed_len : o->json_len;
   free(o);
-}
-
-/* Deflates text (len bytes) when it is long enough to gain: a malloc'd buffer
- * and its length, or NULL (keep the text as it is; also on malloc failure). */
-static unsigned char *pack(const char *text, size_t len, size_t *out_len)
-{
-  if (len < K8S_STORE_PACK_MIN) return NULL;
-  uLongf n = compressBound((uLong)len);
-  unsigned char *buf = malloc(n);
-  if (!buf) return NULL;
-  if (compress2(buf, &n, (const Bytef *)text, (uLong)len, 1) != Z_OK || n >= len) {
-    free(buf);
-    return NULL;
-  }
-  *out_len = n;
-  return buf;
-}
-
-const char *k8s_object_json(const struct k8s_object *o, size_t *len, char **scratch)
-{
-  *scratch = NULL;
-  *len = o->json_len;
-  if (!o->packed) return o->json;
-  char *buf = malloc(o->json_len + 1);
-  if (!buf) return NULL;
-  uLongf n = (uLongf)o->json_len;
-  if (uncompress((Bytef *)buf, &n, o->packed, (uLong)o->packed_len) != Z_OK || n != o->json_len) {
-    free(buf);
-    return NULL;
-  }
-  buf[n] = '\0';
-  *scratch = buf;
-  return buf;
 }
 
 /* Appends a copy of str to the blob cursor and returns the copy. */
@@ -269,17 +422,26 @@ static struct k8s_object *build_object(struct k8s_store *s, const json_t *obj, c
     return NULL;
   }
   char *managed = managed_text(md, s->field_manager, &managed_len);
-  size_t packed_len = 0;
-  unsigned char *packed = pack(text, json_len, &packed_len);
-  size_t kept = packed ? packed_len : json_len + 1;
+  struct k8s_pack_dict *text_dict, *fields_dict;
+  size_t packed_len = pack(s, 0, &s->texts, text, json_len, &text_dict);
+  size_t fields_packed =
+      managed ? pack(s, packed_len, &s->field_sets, managed, managed_len, &fields_dict) : 0;
+  if (fields_packed && PACKED_FIELDS_HEAD + fields_packed > managed_len) { /* no gain */
+    dict_unref(s, fields_dict);
+    fields_packed = 0;
+  }
+  size_t kept = packed_len ? packed_len : json_len + 1;
+  size_t fields_kept = !managed        ? 0
+                       : fields_packed ? PACKED_FIELDS_HEAD + fields_packed
+                                       : managed_len + 1;
   size_t size = sizeof(struct k8s_object) + nlabels * sizeof(struct k8s_label) +
-                nowners * sizeof(struct k8s_owner_ref) + strbytes + kept +
-                (managed ? managed_len + 1 : 0);
+                nowners * sizeof(struct k8s_owner_ref) + strbytes + kept + fields_kept;
   struct k8s_object *o = malloc(size);
   if (!o) {
     free(text);
-    free(packed);
     free(managed);
+    if (packed_len) dict_unref(s, text_dict);
+    if (fields_packed) dict_unref(s, fields_dict);
     k8s_seterr(err, errlen, "out of memory");
     return NULL;
   }
@@ -314,6 +476,8 @@ static struct k8s_object *build_object(struct k8s_store *s, const json_t *obj, c
         o->nlabels = li;
         free(text);
         free(managed);
+        if (packed_len) dict_unref(s, text_dict);
+        if (fields_packed) dict_unref(s, fields_dict);
         for (size_t j = 0; j < li; j++)
           unintern(s, lab[j].key);
         free(o);
@@ -349,24 +513,32 @@ static struct k8s_object *build_object(struct k8s_store *s, const json_t *obj, c
   o->nowners = oi;
 
   o->json_len = json_len;
-  if (packed) {
-    memcpy(cur, packed, packed_len);
+  if (packed_len) {
+    memcpy(cur, s->scratch, packed_len);
     o->packed = (const unsigned char *)cur;
     o->packed_len = packed_len;
+    o->dict = text_dict;
   } else {
     memcpy(cur, text, json_len + 1);
     o->json = cur;
   }
   cur += kept;
-  size_t text_bytes = packed ? packed_len : json_len; /* what the text takes as kept */
+  size_t text_bytes = packed_len ? packed_len : json_len; /* what the text takes as kept */
   free(text);
-  free(packed);
-  if (managed) {
+  if (fields_packed) {
+    struct packed_fields h = {.dict = fields_dict, .len = managed_len};
+    cur[0] = '\0';
+    memcpy(cur + 1, &h.dict, sizeof h.dict);
+    memcpy(cur + 1 + sizeof h.dict, &h.len, sizeof h.len);
+    memcpy(cur + PACKED_FIELDS_HEAD, s->scratch + packed_len, fields_packed);
+  } else if (managed) {
     memcpy(cur, managed, managed_len + 1);
-    o->managed = cur;
-    o->managed_len = managed_len;
-    free(managed);
   }
+  if (managed) {
+    o->managed = cur;
+    o->managed_len = fields_kept - !fields_packed; /* a text's NUL is not counted */
+  }
+  free(managed);
   s->object_bytes += malloc_usable_size(o);
   s->json_bytes += json_len;
   s->packed_bytes += text_bytes;
@@ -596,6 +768,9 @@ void k8s_store_free(struct k8s_store *s)
   free(s->api_version);
   free(s->kind);
   free(s->field_manager);
+  dict_unref(s, s->texts.dict); /* the objects dropped theirs */
+  dict_unref(s, s->field_sets.dict);
+  free(s->scratch);
   free(s);
 }
 
@@ -651,14 +826,21 @@ int k8s_object_push(lua_State *L, const struct k8s_object *o, char *err, size_t 
   return rc < 0 ? -1 : rc;
 }
 
-/* Whether a and b keep the same text (deflate at one level is deterministic,
- * so equal texts pack to equal bytes). */
+/* Whether a and b keep the same text. Packed texts are compared as packed
+ * bytes when both were packed against the same dictionary (deflate at one
+ * level is deterministic), else as texts. */
 static int same_text(const struct k8s_object *a, const struct k8s_object *b)
 {
-  if (a->json_len != b->json_len || !a->packed != !b->packed) return 0;
-  if (a->packed)
+  if (a->json_len != b->json_len) return 0;
+  if (a->packed && b->packed && a->dict == b->dict)
     return a->packed_len == b->packed_len && !memcmp(a->packed, b->packed, a->packed_len);
-  return !memcmp(a->json, b->json, a->json_len);
+  char *sa, *sb;
+  size_t la, lb;
+  const char *ta = k8s_object_json(a, &la, &sa), *tb = k8s_object_json(b, &lb, &sb);
+  int same = ta && tb && !memcmp(ta, tb, la);
+  free(sa);
+  free(sb);
+  return same;
 }
 
 int k8s_store_upsert(struct k8s_store *s, const json_t *obj, k8s_store_handler cb, void *ud,
@@ -861,6 +1043,7 @@ void k8s_store_stats(const struct k8s_store *s, struct k8s_store_stats *st)
   st->object_bytes = s->object_bytes;
   st->json_bytes = s->json_bytes;
   st->packed_bytes = s->packed_bytes;
+  st->dict_bytes = s->dict_bytes;
   size_t bytes = k8s_strmap_bytes(&s->objects) + k8s_strmap_bytes(&s->interned);
   size_t it = 0;
   void *v;

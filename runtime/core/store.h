@@ -3,9 +3,13 @@
  *
  * Keys are "namespace/name", or "name" for cluster-scoped objects. Each cached
  * object is a read-only `struct k8s_object` in a single allocation: the compact
- * JSON text of the object (metadata.managedFields removed), the few fields
- * the runtime indexes and, when the store has a field manager, the field set
- * that manager applied (drift detection). Label keys are interned per store.
+ * JSON text of the object (metadata.managedFields removed; packed, see
+ * K8S_STORE_PACK_MIN), the few fields the runtime indexes and, when the store
+ * has a field manager, the field set that manager applied (drift detection;
+ * packed the same way). Label keys, owner apiVersions and kinds are interned
+ * per store.
+ * Where the bytes of a cached object go: doc/architecture.md ("Memory per
+ * cached object").
  *
  * Indexes (IndexFunc name -> value -> keys):
  *   "namespace"     built in: metadata.namespace ("" for cluster-scoped)
@@ -41,6 +45,8 @@ struct k8s_owner_ref {
   int controller; /* ownerReferences[].controller == true */
 };
 
+struct k8s_pack_dict; /* a store's preset dictionary (store.c) */
+
 struct k8s_object {
   const char *key;              /* "ns/name" or "name" */
   const char *ns;               /* "" for cluster-scoped */
@@ -50,13 +56,14 @@ struct k8s_object {
   long long generation;         /* metadata.generation, 0 when absent */
   int deleting;                 /* metadata.deletionTimestamp is set */
   /* The compact JSON text, NUL-terminated, or NULL when the store keeps it
-   * packed (deflate, K8S_STORE_PACK_MIN bytes and over): read it with
+   * packed (raw deflate, K8S_STORE_PACK_MIN bytes and over): read it with
    * k8s_object_json. json_len is the text's length either way. */
   const char *json;
   size_t json_len;
   const unsigned char *packed; /* the packed text, or NULL */
   size_t packed_len;
-  const struct k8s_label *labels; /* sorted by key (byte order) */
+  const struct k8s_pack_dict *dict; /* the dictionary it was packed against, or NULL */
+  const struct k8s_label *labels;   /* sorted by key (byte order) */
   size_t nlabels;
   const struct k8s_owner_ref *owners; /* in ownerReferences order */
   size_t nowners;
@@ -64,21 +71,43 @@ struct k8s_object {
    * the compact JSON of metadata.managedFields[].fieldsV1 of its "Apply"
    * entry on the main resource (server-side apply's field set: "f:<field>",
    * "k:<key json>", "v:<value json>", "."), or NULL when the object has no
-   * such entry or the store keeps none. */
+   * such entry or the store keeps none. Kept as the text (NUL-terminated,
+   * managed_len its length) or packed like the object's text when that
+   * gains (then managed[0] is 0, which no JSON text starts with, and
+   * managed_len counts the packed bytes): read it with k8s_managed_text;
+   * k8s_fieldset_covers_text takes either. */
   const char *managed;
   size_t managed_len;
 };
 
-/* Objects whose compact JSON is this long or longer are kept packed with
- * zlib's deflate (level 1): a Deployment's 3-4 KiB of text become about a
- * third of that (bench/README.md, bytes per cached object). */
-#define K8S_STORE_PACK_MIN 512
+/* Texts (objects' JSON, field sets) this long or longer are kept packed
+ * with zlib's raw deflate at K8S_STORE_PACK_LEVEL against a preset
+ * dictionary of the store (one for object texts, one for field sets) made
+ * of typical texts: the first text of K8S_STORE_DICT_MIN bytes or more, and
+ * later ones the dictionary did not help (packed to more than a quarter of
+ * their length), at most K8S_STORE_DICT_SHAPES of them, within deflate's
+ * 32 KiB window. Objects of one kind made by one script set differ mostly
+ * in names, uids, versions and times: a Deployment's 3.3 KiB of text become
+ * about 0.2 KiB (a third of the text without a dictionary), its 1.4 KiB
+ * field set about 40 bytes. Texts that would not shrink stay as they are.
+ * Figures: doc/architecture.md ("Memory per cached object"). */
+#define K8S_STORE_PACK_MIN 64
+#define K8S_STORE_DICT_MIN 256
+#define K8S_STORE_DICT_SHAPES 8
+#define K8S_STORE_PACK_LEVEL 9
 
 /* The compact JSON text of o (NUL-terminated) and its length in *len: o->json,
  * or the packed text inflated into a buffer this returns in *scratch (owned
  * by the caller, who frees it; NULL when o->json was returned). NULL when
  * inflating failed (out of memory). */
 const char *k8s_object_json(const struct k8s_object *o, size_t *len, char **scratch);
+
+/* The field set `managed` (managed_len bytes, as struct k8s_object keeps
+ * it: text or packed) as JSON text, its length in *len: managed itself, or
+ * the unpacked text in a buffer this returns in *scratch (the caller frees
+ * it; NULL when managed was returned). NULL when unpacking failed (out of
+ * memory). A packed field set is valid as long as its object. */
+const char *k8s_managed_text(const char *managed, size_t managed_len, size_t *len, char **scratch);
 
 /* o's JSON as a new jansson value (the caller owns the reference), or NULL
  * with a message in err. */
@@ -109,9 +138,12 @@ typedef size_t (*k8s_index_func)(const struct k8s_object *obj, const char **valu
 struct k8s_store_stats {
   size_t objects;      /* number of cached objects */
   size_t object_bytes; /* bytes held by the objects (malloc_usable_size) */
-  size_t index_bytes;  /* bytes of the key map, indexes and interned label keys */
+  size_t index_bytes;  /* bytes of the key map, indexes and interned strings
+                        * (label keys, owner apiVersions and kinds) */
   size_t json_bytes;   /* sum of json_len */
   size_t packed_bytes; /* what the texts take as kept (packed or not) */
+  size_t dict_bytes;   /* the preset dictionaries alive (current or kept by
+                        * objects packed against an older one) */
 };
 
 /* Returns a new empty store (NULL on malloc failure); free with k8s_store_free. */

@@ -419,7 +419,7 @@ static int store_stats(lua_State *L)
 {
   struct k8s_store_stats st;
   k8s_store_stats(check_store(L), &st);
-  lua_createtable(L, 0, 4);
+  lua_createtable(L, 0, 6);
   lua_pushinteger(L, (lua_Integer)st.objects);
   lua_setfield(L, -2, "objects");
   lua_pushinteger(L, (lua_Integer)st.object_bytes);
@@ -428,6 +428,10 @@ static int store_stats(lua_State *L)
   lua_setfield(L, -2, "index_bytes");
   lua_pushinteger(L, (lua_Integer)st.json_bytes);
   lua_setfield(L, -2, "json_bytes");
+  lua_pushinteger(L, (lua_Integer)st.packed_bytes);
+  lua_setfield(L, -2, "packed_bytes");
+  lua_pushinteger(L, (lua_Integer)st.dict_bytes);
+  lua_setfield(L, -2, "dict_bytes");
   return 1;
 }
 

@@ -2,10 +2,12 @@
  * ADDED/UPDATED/UNCHANGED/DELETED events with old and new objects,
  * managedFields removal, labels and owner references, the built-in and
  * on-demand indexes, label selection, relist (replace), and the memory held
- * per cached object (printed; only correctness is asserted), packed texts. */
+ * per cached object (printed; only correctness is asserted), packed texts
+ * and field sets against the store's preset dictionaries. */
 #include <malloc.h>
 #include <string.h>
 #include "core/buf.h"
+#include "core/fieldset.h"
 #include "core/json.h"
 #include "core/store.h"
 #include "testhelp.h"
@@ -475,6 +477,149 @@ static void test_packed(void)
   k8s_store_free(s);
 }
 
+/* {====================================================================
+ * Preset dictionaries: texts and field sets packed against typical ones
+ * ===================================================================== */
+
+/* A Deployment as the API server sends it with our Apply entry in
+ * managedFields (whose field set names the owner's uid, so every object's
+ * set differs), numbered i (namespace, names, uids, resourceVersion). */
+static char *typical(int i)
+{
+  struct k8s_buf b = {0};
+  k8s_buf_printf(&b, deployment_fmt, i, i, i, i + 1, i, i, i, i, i, i, i, i);
+  json_t *v = obj(b.p);
+  k8s_buf_free(&b);
+  char fields[512];
+  snprintf(fields, sizeof fields,
+           "{\"f:metadata\":{\"f:labels\":{\"f:app.kubernetes.io/name\":{}},"
+           "\"f:ownerReferences\":{\"k:{\\\"uid\\\":\\\"1b2c3d4e-5f60-4718-293a-%012d\\\"}\":{}}},"
+           "\"f:spec\":{\"f:replicas\":{},\"f:template\":{\"f:spec\":{\"f:containers\":{"
+           "\"k:{\\\"name\\\":\\\"vllm\\\"}\":{\".\":{},\"f:image\":{},\"f:name\":{}}}}}}}",
+           i);
+  json_t *mf = json_array_get(json_object_get(json_object_get(v, "metadata"), "managedFields"), 0);
+  json_object_set_new(mf, "fieldsV1", obj(fields));
+  char *t = k8s_json_dump(v, 0, NULL);
+  json_decref(v);
+  return t;
+}
+
+/* The fieldsV1 of our Apply entry in text t, compact. */
+static char *fields_of(const char *t)
+{
+  json_t *v = obj(t);
+  json_t *mf = json_array_get(json_object_get(json_object_get(v, "metadata"), "managedFields"), 0);
+  char *f = k8s_json_dump(json_object_get(mf, "fieldsV1"), 0, NULL);
+  json_decref(v);
+  return f;
+}
+
+static void test_dictionary(void)
+{
+  struct k8s_store *s = k8s_store_new();
+  k8s_store_set_field_manager(s, "schedsim-operator");
+  char *t1 = typical(1), *t2 = typical(2);
+  upsert(s, t1, NULL);
+  upsert(s, t2, NULL);
+  const struct k8s_object *o = k8s_store_get(s, "team-2/sim-decode-2");
+  test_cond("a typical object packs against the dictionary to an eighth of its text",
+            o && o->packed && o->dict && o->packed_len * 8 < o->json_len);
+  json_t *want = obj(t2), *got = o ? k8s_object_parse(o, NULL, 0) : NULL;
+  json_object_del(json_object_get(want, "metadata"), "managedFields");
+  test_cond("and unpacks to the object as sent, without managedFields",
+            got && json_equal(want, got));
+  json_decref(want);
+  json_decref(got);
+
+  char *f2 = fields_of(t2), *scratch = NULL;
+  size_t len = 0;
+  const char *mt = o ? k8s_managed_text(o->managed, o->managed_len, &len, &scratch) : NULL;
+  test_cond("its field set is kept packed",
+            o && o->managed && o->managed[0] == '\0' && o->managed_len * 4 < strlen(f2));
+  test_cond("and unpacks to the Apply entry's fieldsV1",
+            mt && len == strlen(f2) && !strcmp(mt, f2));
+  free(scratch);
+  json_t *want_applied = obj("{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"metadata\":{"
+                             "\"name\":\"sim-decode-2\",\"namespace\":\"team-2\",\"labels\":{"
+                             "\"app.kubernetes.io/name\":\"sim-2\"}},\"spec\":{\"replicas\":2}}");
+  char path[256] = "";
+  test_cond(
+      "drift detection reads the packed field set",
+      o && k8s_fieldset_covers_text(want_applied, o->managed, o->managed_len, path, sizeof path));
+  json_object_set_new(json_object_get(want_applied, "spec"), "paused", json_true());
+  test_cond(
+      "and still names a field it does not cover",
+      o && !k8s_fieldset_covers_text(want_applied, o->managed, o->managed_len, path, sizeof path) &&
+          !strcmp(path, "spec.paused"));
+  json_decref(want_applied);
+  const char *plain = "{\"f:spec\":{}}";
+  test_cond("k8s_managed_text passes a text through",
+            k8s_managed_text(plain, strlen(plain), &len, &scratch) == plain && !scratch &&
+                len == strlen(plain));
+
+  /* A dissimilar object: the dictionary learns its shape, and the objects
+   * packed against the old dictionary still read. */
+  struct k8s_store_stats before, after;
+  k8s_store_stats(s, &before);
+  char other[4096];
+  int n = snprintf(other, sizeof other,
+                   "{\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"other\","
+                   "\"namespace\":\"ns\"},\"data\":{");
+  for (int i = 0; i < 40; i++)
+    n += snprintf(other + n, sizeof other - (size_t)n, "%s\"q%02d\":\"%08x%08x\"", i ? "," : "", i,
+                  (unsigned)(i * 2654435761u), (unsigned)(i * 40503u));
+  snprintf(other + n, sizeof other - (size_t)n, "}}");
+  upsert(s, other, NULL);
+  k8s_store_stats(s, &after);
+  test_cond("a shape the dictionary did not know is learned",
+            after.dict_bytes > before.dict_bytes + strlen(other) / 2);
+  o = k8s_store_get(s, "team-1/sim-decode-1");
+  json_t *w1 = obj(t1), *g1 = o ? k8s_object_parse(o, NULL, 0) : NULL;
+  json_object_del(json_object_get(w1, "metadata"), "managedFields");
+  test_cond("objects packed against the older dictionary still unpack", g1 && json_equal(w1, g1));
+  json_decref(w1);
+  json_decref(g1);
+  struct events e = {0};
+  upsert(s,
+         "{\"metadata\":{\"name\":\"nrv\",\"namespace\":\"ns\"},\"data\":"
+         "\"the same text packed before and after the dictionary changed, 64 bytes or more\"}",
+         &e);
+  const struct k8s_object *nrv = k8s_store_get(s, "ns/nrv");
+  upsert(s, other, NULL); /* no resourceVersion: compared, UNCHANGED */
+  int before_dict = nrv && nrv->packed;
+  for (int i = 0; i < K8S_STORE_DICT_SHAPES + 4;
+       i++) { /* dissimilar objects: learn up to the cap */
+    char name[32];
+    snprintf(name, sizeof name, "rnd-%d", i);
+    n = snprintf(other, sizeof other,
+                 "{\"metadata\":{\"name\":\"%s\",\"namespace\":\"ns\"},\"d\":\"", name);
+    for (int j = 0; j < 300; j++)
+      other[n++] = (char)('a' + (unsigned)(j * 7919u + (unsigned)i * 104729u) % 26u);
+    snprintf(other + n, sizeof other - (size_t)n, "\"}");
+    upsert(s, other, NULL);
+  }
+  k8s_store_stats(s, &after);
+  upsert(s,
+         "{\"metadata\":{\"name\":\"nrv\",\"namespace\":\"ns\"},\"data\":"
+         "\"the same text packed before and after the dictionary changed, 64 bytes or more\"}",
+         &e);
+  test_cond("the same text packed against another dictionary is UNCHANGED",
+            before_dict && e.n == 2 && e.last == K8S_STORE_UNCHANGED);
+  test_cond("a store of dissimilar objects stops learning (K8S_STORE_DICT_SHAPES)",
+            after.dict_bytes <= (size_t)(K8S_STORE_DICT_SHAPES + 2) * 32768);
+  size_t dicts = after.dict_bytes;
+  k8s_store_delete(s, "team-1/sim-decode-1", NULL, NULL);
+  k8s_store_delete(s, "team-2/sim-decode-2", NULL, NULL);
+  k8s_store_stats(s, &after);
+  test_cond("a dictionary no object needs any more is freed", after.dict_bytes < dicts);
+  free(t1);
+  free(t2);
+  free(f2);
+  k8s_store_free(s);
+}
+
+/* }==================================================================== */
+
 int main(void)
 {
   test_basic();
@@ -483,6 +628,7 @@ int main(void)
   test_kind_injection();
   test_null_members();
   test_packed();
+  test_dictionary();
   measure("ConfigMaps", 1, 10000);
   measure("Deployments", 0, 10000);
   test_report();

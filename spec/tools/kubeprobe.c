@@ -443,7 +443,8 @@ static void print_event(const char *type, struct k8s_informer *inf, const struct
   json_t *line =
       json_pack("{s:s, s:s, s:s, s:I, s:f}", "type", type, "key", o->key, "rv", o->resource_version,
                 "generation", (json_int_t)o->generation, "latency_us", lat * 1e6);
-  if (g.o.objects) json_object_set_new(line, "object", json_loads(o->json, 0, NULL));
+  if (g.o.objects)
+    json_object_set_new(line, "object", k8s_object_parse(o, NULL, 0)); /* packed or not */
   out_json(line);
 }
 

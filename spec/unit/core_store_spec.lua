@@ -1,6 +1,7 @@
 -- k8srt.store: the informer cache's Store and indexes (runtime/core/store.c)
 -- seen from Lua: events, managedFields removal, indexes and label selection,
--- relists, and fresh tables on every read.
+-- relists, fresh tables on every read, and packed objects reading back as
+-- they were sent.
 local k8srt = require("k8srt")
 
 local function cm(ns, name, rv, labels, owner_uid)
@@ -96,6 +97,30 @@ describe("k8srt.store", function()
     end
     assert.equal("UNCHANGED:a/x,ADDED:a/z,DELETED:a/y", table.concat(got, ","))
     assert.equal("a/x,a/z", names(s:list()))
+  end)
+
+  it("gives a script the object as sent, minus managedFields, when it keeps it packed", function()
+    local function deployment(i)
+      local c = cm("team-" .. i, "sim-decode", tostring(100 + i),
+        { ["app.kubernetes.io/name"] = "sim-" .. i, ["llm-d.ai/role"] = "decode" }, "uid-" .. i)
+      c.apiVersion, c.kind, c.data = "apps/v1", "Deployment", nil
+      c.spec = { replicas = 1, selector = { matchLabels = { ["llm-d.ai/role"] = "decode" } },
+        template = { spec = { containers = k8srt.json.decode(
+          '[{"name":"vllm","image":"ghcr.io/llm-d/llm-d-inference-sim:v0.5.1","args":["--port","8000"],'
+          .. '"ports":[{"containerPort":8000,"protocol":"TCP"}],"resources":{}}]') } } }
+      c.status = { conditions = k8srt.json.decode('[{"type":"Available","status":"True"}]'), empty = {} }
+      return c
+    end
+    for i = 1, 20 do s:upsert(deployment(i)) end
+    local st = s:stats()
+    assert.is_true(st.packed_bytes * 4 < st.json_bytes, "texts are kept packed")
+    assert.is_true(st.dict_bytes > 0, "against a dictionary")
+    local want = deployment(7)
+    want.metadata.managedFields = nil
+    local got = s:get("team-7/sim-decode")
+    assert.same(want, got)
+    -- JSON's [] and {} survive: the same text as the input's
+    assert.equal(k8srt.json.encode(want), k8srt.json.encode(got))
   end)
 
   it("keeps a typical object small", function()
