@@ -420,7 +420,7 @@ local function analyse_burst(run, n, per_cr, offset)
     if create_done[ns] then ev2apply[#ev2apply + 1] = t - create_done[ns] end
   end
   return {
-    seconds = t_end - t_start,
+    seconds = t_start < math.huge and t_end - t_start or nil,
     complete = ns_done == n and children == n * per_cr,
     crs_with_status = ns_done,
     children = children,
@@ -443,7 +443,8 @@ local function analyse_floor(run, offset)
       if not L.ok_code(e) then bad = bad + 1 end
     end
   end
-  return { seconds = t1 - t0, requests = n, failed = bad }
+  -- no request found (an audit log that could not be read): no time, not -inf
+  return { seconds = n > 0 and t1 - t0 or nil, requests = n, failed = bad }
 end
 
 ---------------------------------------------------------------------------
@@ -586,7 +587,7 @@ local function floor_run(run, n)
   a.errors = res.errors + res.skipped
   a.cp_cpu = cp_cpu_delta(cpu0, cpu1)
   a.load = { load0, L.loadavg() }
-  L.log("floor %s: %d requests in %.3f s (audit), %.3f s (client)", run, a.requests, a.seconds, res.wall)
+  L.log("floor %s: %d requests in %s (audit), %.3f s (client)", run, a.requests, L.fmt_dur(a.seconds), res.wall)
   return a
 end
 
@@ -626,7 +627,7 @@ local function op_burst(run, n, per_cr)
     - L.metric_sum(m0, "rest_client_request_duration_seconds_count", { verb = "PATCH" })
   a.patch_latency_mean = pc > 0 and ps / pc or nil
   a.patches = pc
-  L.log("operator %s: %.3f s, complete=%s, %d reconciles, %.2f CPU s", run, a.seconds, tostring(a.complete),
+  L.log("operator %s: %s, complete=%s, %d reconciles, %.2f CPU s", run, L.fmt_dur(a.seconds), tostring(a.complete),
     a.reconciles, a.cpu)
   return a
 end
@@ -1204,7 +1205,7 @@ local function phase_report()
       local f = floors[i]
       ot[#ot + 1] = r.seconds
       complete = complete and r.complete
-      if f and f.seconds and f.seconds > 0 then ratios[#ratios + 1] = r.seconds / f.seconds end
+      if r.seconds and f and f.seconds and f.seconds > 0 then ratios[#ratios + 1] = r.seconds / f.seconds end
       oc[#oc + 1] = (r.cp_cpu or {}).apiserver
       ft[#ft + 1] = f and f.seconds
       fc[#fc + 1] = f and (f.cp_cpu or {}).apiserver
@@ -1338,7 +1339,8 @@ local function phase_report()
     local oc, fc = o.cp_cpu or {}, f and f.cp_cpu or {}
     local function cs(x) return x and string.format("%.1f s", x) or "—" end
     p("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s | %s / %s | %s |", name, L.fmt_dur(o.seconds),
-      L.fmt_dur(f and f.seconds), (f and f.seconds and f.seconds > 0) and f2(o.seconds / f.seconds) or "—",
+      L.fmt_dur(f and f.seconds),
+      (o.seconds and f and f.seconds and f.seconds > 0) and f2(o.seconds / f.seconds) or "—",
       cs(o.cpu), o.reconciles and string.format("%d", o.reconciles) or "—", L.fmt_dur(o.cpu_per_reconcile),
       L.fmt_dur(o.reconcile_time_mean), L.fmt_dur(o.patch_latency_mean), cs(oc.apiserver), cs(fc.apiserver),
       cs(oc.launcher), cs(fc.launcher), loads({ o, f }))

@@ -115,10 +115,24 @@ end
 --- control plane's own traffic). Returns the events (each with `t_recv`,
 --- `t_done` in epoch seconds) and the new offset.
 function M.audit_read(path, offset, needles)
-  local f = assert(io.open(path, "rb"))
-  f:seek("set", offset or 0)
   local events = {}
-  local pos = offset or 0
+  offset = offset or 0
+  -- the API server rotates its audit log (--audit-log-maxsize): a file
+  -- shorter than offset is a new one, and the rest of the old one is in the
+  -- newest backup beside it (audit-<time>.log)
+  if M.file_size(path) < offset then
+    local dir, base = path:match("^(.*)/([^/]+)%.log$")
+    local _, list = M.sh(string.format("ls -1t %s/%s-*.log 2>/dev/null | head -1", M.q(dir or "."), base or "audit"))
+    local backup = list:match("[^\n]+")
+    if backup then
+      local old = M.audit_read(backup, offset, needles)
+      for _, e in ipairs(old) do events[#events + 1] = e end
+    end
+    offset = 0
+  end
+  local f = assert(io.open(path, "rb"))
+  f:seek("set", offset)
+  local pos = offset
   while true do
     local line = f:read("L")
     if not line then break end

@@ -621,7 +621,9 @@ static void trim_fired(struct k8s_loop *loop, void *data)
   (void)loop;
   struct ctl *c = data;
   c->trim_timer = 0;
-  if (!c->stopping && !busy(c->all)) malloc_trim(0);
+  if (c->stopping || busy(c->all)) return;
+  lk_engine_trim(c->all->engine); /* the sandbox's block pool first, then the heap */
+  malloc_trim(0);
 }
 
 void ctl_trim_when_idle(struct ctl *c)

@@ -190,6 +190,11 @@ void lk_engine_free(struct lk_engine *e)
   free(e);
 }
 
+void lk_engine_trim(struct lk_engine *e)
+{
+  if (e) lk_sandbox_release_pool(e->sb);
+}
+
 const struct lk_controller_decl *lk_engine_controller(const struct lk_engine *e, const char *name)
 {
   for (size_t i = 0; i < e->ncontrollers; i++)

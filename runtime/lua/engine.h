@@ -108,6 +108,9 @@ struct lk_engine {
 int lk_engine_new(struct lk_scriptset *set, const struct lk_engine_opts *opts,
                   struct lk_engine **out, struct lk_messages *msgs);
 void lk_engine_free(struct lk_engine *e);
+/* Gives memory the engine keeps only for speed back to malloc (its sandbox's
+ * block pool, lk_sandbox_release_pool); call when idle. NULL is a no-op. */
+void lk_engine_trim(struct lk_engine *e);
 
 /* 1 when a is apiVersion av, kind kind. */
 int lk_gvk_is(const struct lk_gvk *a, const char *av, const char *kind);

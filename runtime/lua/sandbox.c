@@ -81,7 +81,7 @@ static void pool_put(struct lk_sandbox *sb, void *p, size_t c)
   sb->pool_bytes += c * LK_POOL_GRAIN;
 }
 
-/* Frees every pooled block (after lua_close). */
+/* Frees every pooled block (after lua_close, or when idle). */
 static void pool_drain(struct lk_sandbox *sb)
 {
   for (size_t c = 0; c < LK_POOL_CLASSES; c++)
@@ -792,6 +792,11 @@ struct lk_sandbox *lk_sandbox_new(const struct lk_sandbox_opts *opts)
     return NULL;
   }
   return sb;
+}
+
+void lk_sandbox_release_pool(struct lk_sandbox *sb)
+{
+  if (sb) pool_drain(sb);
 }
 
 void lk_sandbox_free(struct lk_sandbox *sb)

@@ -100,6 +100,10 @@ struct lk_sandbox {
 struct lk_sandbox *lk_sandbox_new(const struct lk_sandbox_opts *opts);
 /* Closes the state and frees the sandbox. NULL is a no-op. */
 void lk_sandbox_free(struct lk_sandbox *sb);
+/* Gives the block pool's free blocks back to malloc (the state keeps what it
+ * uses). For an idle operator, before malloc_trim: the pool is a speed-up
+ * for bursts, not memory to hold while nothing happens. */
+void lk_sandbox_release_pool(struct lk_sandbox *sb);
 /* The sandbox a state belongs to (stored in the state's extra space). */
 struct lk_sandbox *lk_sandbox_of(lua_State *L);
 
