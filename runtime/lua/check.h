@@ -10,9 +10,16 @@
 #define SCHEDSIM_LUA_CHECK_H
 
 #include "lua/engine.h"
+#include "lua/fixture.h"
 
+/* What a check found and where its time went (seconds, monotonic clock):
+ * compile = lk_engine_new (every module compiled, controllers.lua, every
+ * reconciler loaded); fixtures = every case (broken down in times); gc = the
+ * full collection after the cases. */
 struct lk_check_stats {
   size_t modules, controllers, cases, failed;
+  double compile, fixtures, gc;
+  struct lk_fixture_times times;
 };
 
 /* Checks set. Problems are added to msgs as "file[:line]: message"; paths are

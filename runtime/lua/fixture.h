@@ -39,4 +39,19 @@ int lk_fixture_run(struct lk_engine *e, const char *path, const json_t *doc,
 void lk_fixture_run_all(struct lk_engine *e, struct lk_messages *fails, size_t *ncases,
                         size_t *nfailed);
 
+/* Where the time of lk_fixture_run_all_timed went, in seconds (monotonic
+ * clock), summed over the cases: parse = the YAML of fixture files and of
+ * input_path files; setup = reading a case and filling its in-memory source;
+ * reconcile = lk_engine_reconcile; match = the result as JSON and the
+ * matcher. slowest is the longest case (setup + reconcile + match), named
+ * "<file>: <case name>". Fields are added to, not reset. */
+struct lk_fixture_times {
+  double parse, setup, reconcile, match, slowest;
+  char slowest_case[300];
+};
+
+/* lk_fixture_run_all, adding where the time went to *t (may be NULL). */
+void lk_fixture_run_all_timed(struct lk_engine *e, struct lk_messages *fails, size_t *ncases,
+                              size_t *nfailed, struct lk_fixture_times *t);
+
 #endif
