@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <libgen.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -498,79 +499,195 @@ static void group_flush(struct groups *g, struct lk_messages *fails)
 
 /* }==================================================================== */
 
-/* Runs the cases of one fixture file (docs), counting them per controller. */
-static void run_file(struct lk_engine *e, struct matcher *mt, const char *path, const char *file,
-                     json_t *docs, struct groups *g, size_t *per, size_t *ncases, size_t *nfailed,
-                     struct lk_fixture_times *t)
+/* {====================================================================
+ * Running every case, on one or two threads
+ * ===================================================================== */
+
+/* A fixture file of the set: parsed by whichever thread takes it. */
+struct ffile {
+  char path[2 * PATH_MAX];            /* input_path is resolved against it */
+  const char *file;                   /* how messages name it: path, or the overlay origin */
+  const struct lk_overlay_fixture *o; /* from the overlay, else NULL */
+  json_t *docs;                       /* its cases, or NULL when it did not parse */
+  char err[600];                      /* why it did not parse */
+  struct lk_messages *msgs;           /* per case */
+  int *failed;                        /* per case */
+};
+
+/* The work both threads share: files to parse, then cases to run, each
+ * handed out once under mu. A case's outcome lands in its own slot and is
+ * read in file order after both threads are done, so the messages do not
+ * depend on which thread ran what. Each reconcile runs in a fresh
+ * environment with its own instance of every module (sandbox.h), so the
+ * order in which an engine runs cases does not change their outcome. */
+struct pool {
+  struct ffile *files;
+  size_t nfiles;
+  pthread_mutex_t mu;
+  pthread_barrier_t parsed;
+  size_t next_file, case_file, case_doc;
+};
+
+struct worker {
+  struct pool *p;
+  struct lk_engine *e;
+  struct lk_fixture_times t;
+};
+
+static void parse_file(struct ffile *f)
 {
-  size_t i;
-  json_t *doc;
-  json_array_foreach(docs, i, doc)
-  {
-    struct lk_messages one = {0};
-    char label[300];
-    (*ncases)++;
-    if (run_case(e, mt, path, file, doc, &one, NULL, t) != 0) (*nfailed)++;
-    case_label(label, sizeof(label), file, doc);
-    for (size_t k = 0; k < one.n; k++)
-      group_add(g, file, label, one.v[k]);
-    lk_messages_free(&one);
-    const char *cname = json_string_value(json_object_get(doc, "controller"));
-    for (size_t k = 0; cname && per && k < e->ncontrollers; k++)
-      if (!strcmp(e->controllers[k].name, cname)) per[k]++;
+  if (f->o)
+    f->docs = k8s_yaml_load(f->o->text, f->o->len, f->o->origin, f->err, sizeof(f->err));
+  else
+    f->docs = lk_fixture_load(f->path, f->err, sizeof(f->err));
+  size_t n = json_array_size(f->docs);
+  f->msgs = calloc(n + 1, sizeof(*f->msgs));
+  f->failed = calloc(n + 1, sizeof(*f->failed));
+}
+
+/* The next case to run (file and index), or 0 when none is left. */
+static int next_case(struct pool *p, struct ffile **f, size_t *i)
+{
+  pthread_mutex_lock(&p->mu);
+  while (p->case_file < p->nfiles && p->case_doc >= json_array_size(p->files[p->case_file].docs)) {
+    p->case_file++;
+    p->case_doc = 0;
   }
+  int more = p->case_file < p->nfiles;
+  if (more) {
+    *f = &p->files[p->case_file];
+    *i = p->case_doc++;
+  }
+  pthread_mutex_unlock(&p->mu);
+  return more;
+}
+
+static void *work(void *arg)
+{
+  struct worker *w = arg;
+  struct pool *p = w->p;
+  for (;;) {
+    pthread_mutex_lock(&p->mu);
+    size_t k = p->next_file++;
+    pthread_mutex_unlock(&p->mu);
+    if (k >= p->nfiles) break;
+    double tp = k8s_monotonic();
+    parse_file(&p->files[k]);
+    w->t.parse += k8s_monotonic() - tp;
+  }
+  pthread_barrier_wait(&p->parsed);
+  struct matcher mt = {0};
+  matcher_open(&mt);
+  struct ffile *f;
+  size_t i;
+  while (next_case(p, &f, &i)) {
+    if (!f->msgs || !f->failed) { /* out of memory: the case cannot report */
+      continue;
+    }
+    f->failed[i] =
+        run_case(w->e, &mt, f->path, f->file, json_array_get(f->docs, i), &f->msgs[i], NULL, &w->t);
+  }
+  matcher_close(&mt);
+  return NULL;
 }
 
 void lk_fixture_run_all(struct lk_engine *e, struct lk_messages *fails, size_t *ncases,
                         size_t *nfailed)
 {
-  lk_fixture_run_all_timed(e, fails, ncases, nfailed, NULL);
+  lk_fixture_run_all_timed(e, NULL, fails, ncases, nfailed, NULL);
 }
 
-void lk_fixture_run_all_timed(struct lk_engine *e, struct lk_messages *fails, size_t *ncases,
-                              size_t *nfailed, struct lk_fixture_times *t)
+void lk_fixture_run_all_timed(struct lk_engine *e, struct lk_engine *helper,
+                              struct lk_messages *fails, size_t *ncases, size_t *nfailed,
+                              struct lk_fixture_times *t)
 {
   *ncases = *nfailed = 0;
+  const struct lk_scriptset *set = e->set;
+  struct pool p = {.nfiles = set->nfixtures + set->nofixtures};
+  p.files = calloc(p.nfiles + 1, sizeof(*p.files));
+  if (!p.files) {
+    lk_messages_add(fails, "out of memory while running the fixture cases");
+    (*nfailed)++;
+    return;
+  }
+  for (size_t f = 0; f < set->nfixtures; f++) {
+    snprintf(p.files[f].path, sizeof(p.files[f].path), "%s/%s", set->dir, set->fixtures[f]);
+    p.files[f].file = p.files[f].path;
+  }
+  for (size_t f = 0; f < set->nofixtures; f++) {
+    struct ffile *x = &p.files[set->nfixtures + f];
+    x->o = &set->ofixtures[f];
+    snprintf(x->path, sizeof(x->path), "%s/%s", set->dir ? set->dir : ".", x->o->rel);
+    x->file = x->o->origin;
+  }
+  struct worker w[2] = {{.p = &p, .e = e}, {.p = &p, .e = helper}};
+  pthread_t tid;
+  int threads = helper ? 2 : 1;
+  pthread_mutex_init(&p.mu, NULL);
+  if (threads == 2 && pthread_barrier_init(&p.parsed, NULL, 2) != 0) threads = 1;
+  if (threads == 2 && pthread_create(&tid, NULL, work, &w[1]) != 0) {
+    pthread_barrier_destroy(&p.parsed);
+    threads = 1;
+  }
+  if (threads == 1) pthread_barrier_init(&p.parsed, NULL, 1);
+  work(&w[0]);
+  if (threads == 2) pthread_join(tid, NULL);
+  pthread_barrier_destroy(&p.parsed);
+  pthread_mutex_destroy(&p.mu);
+
+  /* the outcomes, in file order, as one thread would have found them */
   size_t *per = calloc(e->ncontrollers + 1, sizeof(*per));
   struct groups g = {0};
-  struct matcher mt = {0};
-  matcher_open(&mt);
-  for (size_t f = 0; f < e->set->nfixtures; f++) {
-    char path[2 * PATH_MAX], err[600];
-    snprintf(path, sizeof(path), "%s/%s", e->set->dir, e->set->fixtures[f]);
-    double tp = k8s_monotonic();
-    json_t *docs = lk_fixture_load(path, err, sizeof(err));
-    if (t) t->parse += k8s_monotonic() - tp;
-    if (!docs) {
-      lk_messages_add(fails, "%s", err);
+  for (size_t k = 0; k < p.nfiles; k++) {
+    struct ffile *f = &p.files[k];
+    if (!f->docs) {
+      lk_messages_add(fails, "%s", f->err);
       (*nfailed)++;
-      continue;
     }
-    run_file(e, &mt, path, path, docs, &g, per, ncases, nfailed, t);
-    json_decref(docs);
-  }
-  for (size_t f = 0; f < e->set->nofixtures; f++) {
-    const struct lk_overlay_fixture *o = &e->set->ofixtures[f];
-    char path[2 * PATH_MAX], err[600];
-    snprintf(path, sizeof(path), "%s/%s", e->set->dir ? e->set->dir : ".", o->rel);
-    double tp = k8s_monotonic();
-    json_t *docs = k8s_yaml_load(o->text, o->len, o->origin, err, sizeof(err));
-    if (t) t->parse += k8s_monotonic() - tp;
-    if (!docs) {
-      lk_messages_add(fails, "%s", err);
-      (*nfailed)++;
-      continue;
+    size_t i;
+    json_t *doc;
+    json_array_foreach(f->docs, i, doc)
+    {
+      char label[300];
+      (*ncases)++;
+      if (!f->msgs || !f->failed) {
+        lk_messages_add(fails, "%s: out of memory while running its cases", f->file);
+        (*nfailed)++;
+        break;
+      }
+      if (f->failed[i]) (*nfailed)++;
+      case_label(label, sizeof(label), f->file, doc);
+      for (size_t m = 0; m < f->msgs[i].n; m++)
+        group_add(&g, f->file, label, f->msgs[i].v[m]);
+      lk_messages_free(&f->msgs[i]);
+      const char *cname = json_string_value(json_object_get(doc, "controller"));
+      for (size_t c = 0; cname && per && c < e->ncontrollers; c++)
+        if (!strcmp(e->controllers[c].name, cname)) per[c]++;
     }
-    run_file(e, &mt, path, o->origin, docs, &g, per, ncases, nfailed, t);
-    json_decref(docs);
+    json_decref(f->docs);
+    free(f->msgs);
+    free(f->failed);
   }
-  matcher_close(&mt);
+  free(p.files);
   group_flush(&g, fails);
   for (size_t k = 0; per && k < e->ncontrollers; k++)
     if (e->controllers[k].valid && per[k] == 0) {
       lk_messages_add(fails, "%s: controller %s has no fixture case (add <folder>/fixtures/*.yaml)",
-                      e->set->dir ? e->set->dir : "scripts", e->controllers[k].name);
+                      set->dir ? set->dir : "scripts", e->controllers[k].name);
       (*nfailed)++;
     }
   free(per);
+  for (int k = 0; t && k < threads; k++) {
+    t->parse += w[k].t.parse;
+    t->setup += w[k].t.setup;
+    t->reconcile += w[k].t.reconcile;
+    t->match += w[k].t.match;
+    if (w[k].t.slowest > t->slowest) {
+      t->slowest = w[k].t.slowest;
+      memcpy(t->slowest_case, w[k].t.slowest_case, sizeof(t->slowest_case));
+    }
+  }
+  if (t) t->threads = (size_t)threads;
 }
+
+/* }==================================================================== */
