@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
 #include <lua.h>
 
 #include "core/util.h"
@@ -84,9 +85,17 @@ int lk_check_threads(struct lk_scriptset *set, const struct lk_engine_opts *opts
   double t0 = k8s_monotonic();
   struct helper h = {.opts = opts};
   pthread_t tid;
-  bool helping = set->dir && sysconf(_SC_NPROCESSORS_ONLN) >= 2 &&
-                 set->nfixtures + set->nofixtures >= PARALLEL_MIN_FILES &&
-                 (h.set = modules_dup(set)) && pthread_create(&tid, NULL, load_helper, &h) == 0;
+  if (threads <= 0)
+    threads =
+        sysconf(_SC_NPROCESSORS_ONLN) >= 2 && set->nfixtures + set->nofixtures >= PARALLEL_MIN_FILES
+            ? 2
+            : 1;
+  /* jansson seeds its hash function on the first object made: seed it here,
+   * before the second thread starts, so the two never race on the seed (a
+   * no-op once seeded; found with helgrind) */
+  if (threads >= 2) json_object_seed(0);
+  bool helping = set->dir && threads >= 2 && (h.set = modules_dup(set)) &&
+                 pthread_create(&tid, NULL, load_helper, &h) == 0;
   if (!helping) lk_scriptset_free(h.set);
   int problems = lk_engine_new(set, opts, &e, msgs);
   if (helping) pthread_join(tid, NULL);
