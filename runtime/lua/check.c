@@ -1,8 +1,8 @@
 /* check.c: compile and self-test a script set (see check.h). With two or
  * more online CPUs a second engine is loaded from a copy of the set's
- * modules on a second thread (while the first loads on the calling thread)
- * and runs about half the fixture cases (fixture.h); it is freed before
- * lk_check returns. */
+ * modules on a second thread while the calling thread loads the first and
+ * starts on the fixture cases; the second joins in once loaded (fixture.h,
+ * lk_fixture_work) and is freed before lk_check returns. */
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -54,17 +54,20 @@ fail:
 struct helper {
   struct lk_scriptset *set; /* taken by lk_engine_new */
   const struct lk_engine_opts *opts;
-  struct lk_engine *e; /* NULL when it did not load cleanly */
+  struct lk_fixture_run *run; /* NULL: no fixtures */
+  struct lk_fixture_times t;
 };
 
-static void *load_helper(void *arg)
+/* The second thread: loads its engine, then takes cases until none is left
+ * (the calling thread started on them while this one loaded). */
+static void *help(void *arg)
 {
   struct helper *h = arg;
-  /* its problems are the first engine's: not reported twice */
-  if (lk_engine_new(h->set, h->opts, &h->e, NULL) != 0) {
-    lk_engine_free(h->e);
-    h->e = NULL;
-  }
+  struct lk_engine *e = NULL;
+  /* its problems are the first engine's: not reported twice; an engine with
+   * problems runs no case */
+  if (lk_engine_new(h->set, h->opts, &e, NULL) == 0 && h->run) lk_fixture_work(h->run, e, &h->t);
+  lk_engine_free(e);
   return NULL;
 }
 
@@ -83,7 +86,8 @@ int lk_check_threads(struct lk_scriptset *set, const struct lk_engine_opts *opts
   if (engine) *engine = NULL;
   st.modules = set->nmods;
   double t0 = k8s_monotonic();
-  struct helper h = {.opts = opts};
+  bool fixtures = set->dir != NULL;
+  struct helper h = {.opts = opts, .run = fixtures ? lk_fixture_start(set) : NULL};
   pthread_t tid;
   if (threads <= 0)
     threads =
@@ -94,23 +98,34 @@ int lk_check_threads(struct lk_scriptset *set, const struct lk_engine_opts *opts
    * before the second thread starts, so the two never race on the seed (a
    * no-op once seeded; found with helgrind) */
   if (threads >= 2) json_object_seed(0);
-  bool helping = set->dir && threads >= 2 && (h.set = modules_dup(set)) &&
-                 pthread_create(&tid, NULL, load_helper, &h) == 0;
+  bool helping = h.run && threads >= 2 && (h.set = modules_dup(set)) &&
+                 pthread_create(&tid, NULL, help, &h) == 0;
   if (!helping) lk_scriptset_free(h.set);
   int problems = lk_engine_new(set, opts, &e, msgs);
-  if (helping) pthread_join(tid, NULL);
-  if (problems < 0) {
-    lk_engine_free(h.e);
-    return -1;
-  }
   double t1 = k8s_monotonic();
   st.compile = t1 - t0;
+  if (problems >= 0 && h.run) lk_fixture_work(h.run, e, &st.times);
+  if (helping) pthread_join(tid, NULL);
+  if (problems < 0) {
+    struct lk_messages junk = {0};
+    size_t n0, n1;
+    lk_fixture_finish(h.run, NULL, &junk, &n0, &n1, NULL);
+    lk_messages_free(&junk);
+    return -1;
+  }
   st.controllers = e->ncontrollers;
   size_t ncases = 0, nfailed = 0;
-  /* h.e is NULL when the helper did not load cleanly: then the calling
-   * thread runs every case */
-  if (e->set->dir) lk_fixture_run_all_timed(e, h.e, msgs, &ncases, &nfailed, &st.times);
-  lk_engine_free(h.e);
+  if (fixtures) {
+    st.times.parse += h.t.parse;
+    st.times.setup += h.t.setup;
+    st.times.reconcile += h.t.reconcile;
+    st.times.match += h.t.match;
+    if (h.t.slowest > st.times.slowest) {
+      st.times.slowest = h.t.slowest;
+      memcpy(st.times.slowest_case, h.t.slowest_case, sizeof(st.times.slowest_case));
+    }
+    lk_fixture_finish(h.run, e, msgs, &ncases, &nfailed, &st.times);
+  }
   double t2 = k8s_monotonic();
   st.fixtures = t2 - t1;
   /* the fixture runs' garbage sits in the generational collector's old

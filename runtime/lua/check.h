@@ -33,7 +33,7 @@ int lk_check(struct lk_scriptset *set, const struct lk_engine_opts *opts, struct
  * when the machine has two online CPUs and the set at least 4 fixture files,
  * else 1). With 2, a second engine is loaded from a copy of the set's
  * modules on a second thread and runs about half the fixture cases (fixture.h,
- * lk_fixture_run_all_timed); the problems and their order do not depend on
+ * lk_fixture_work); the problems and their order do not depend on
  * the number of threads. */
 int lk_check_threads(struct lk_scriptset *set, const struct lk_engine_opts *opts, int threads,
                      struct lk_messages *msgs, struct lk_check_stats *stats,

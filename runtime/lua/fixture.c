@@ -242,12 +242,17 @@ static void default_cr(json_t *cr)
     json_object_set_new(md, "generation", json_integer(1));
 }
 
-/* "<file>: <case name>", the prefix of every message about a case. */
+/* "<file>: <case name>", the prefix of every message about a case (a longer
+ * one is cut at len - 1 bytes: it only prefixes messages, and every label of
+ * a case is made here, so they agree). */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-truncation"
 static void case_label(char *label, size_t len, const char *file, const json_t *doc)
 {
   const char *name = json_string_value(json_object_get(doc, "name"));
   snprintf(label, len, "%s: %s", file, name ? name : "(case without a name)");
 }
+#pragma GCC diagnostic pop
 
 /* lk_fixture_run with the file named `file` in messages (an overlay fixture
  * is named by its origin) while input_path is resolved against `path`. */
@@ -500,44 +505,51 @@ static void group_flush(struct groups *g, struct lk_messages *fails)
 /* }==================================================================== */
 
 /* {====================================================================
- * Running every case, on one or two threads
+ * Running every case, on one thread or several
  * ===================================================================== */
 
-/* A fixture file of the set: parsed by whichever thread takes it. */
+enum { FILE_WAITING, FILE_PARSING, FILE_PARSED };
+
+/* A fixture file of the set: parsed by whichever worker claims it. */
 struct ffile {
-  char path[2 * PATH_MAX];            /* input_path is resolved against it */
-  const char *file;                   /* how messages name it: path, or the overlay origin */
-  const struct lk_overlay_fixture *o; /* from the overlay, else NULL */
-  json_t *docs;                       /* its cases, or NULL when it did not parse */
-  char err[600];                      /* why it did not parse */
-  struct lk_messages *msgs;           /* per case */
-  int *failed;                        /* per case */
+  char path[2 * PATH_MAX]; /* input_path is resolved against it */
+  char *origin;            /* overlay fixture: how messages name it (owned), else NULL */
+  char *text;              /* overlay fixture: its text (owned), else NULL */
+  size_t len;
+  int state;                /* FILE_*, under mu */
+  json_t *docs;             /* its cases, or NULL when it did not parse */
+  char err[600];            /* why it did not parse */
+  struct lk_messages *msgs; /* per case */
+  int *failed;              /* per case */
 };
 
-/* The work both threads share: files to parse, then cases to run, each
- * handed out once under mu. A case's outcome lands in its own slot and is
- * read in file order after both threads are done, so the messages do not
- * depend on which thread ran what. Each reconcile runs in a fresh
- * environment with its own instance of every module (sandbox.h), so the
- * order in which an engine runs cases does not change their outcome. */
-struct pool {
+/* The work the workers share, under mu: files to parse (claimed in order),
+ * and the cases of parsed files (handed out in file order, one at a time).
+ * A case's outcome lands in its own slot and is read in file order by
+ * lk_fixture_finish, so the messages do not depend on which worker ran
+ * what. Each reconcile runs in a fresh environment with its own instance of
+ * every module (sandbox.c, sb_require), so the order in which an engine runs
+ * cases does not change their outcome. */
+struct lk_fixture_run {
   struct ffile *files;
   size_t nfiles;
+  char *dir; /* for the "has no fixture case" message */
   pthread_mutex_t mu;
-  pthread_barrier_t parsed;
-  size_t next_file, case_file, case_doc;
+  pthread_cond_t parsed; /* a file went FILE_PARSED */
+  size_t next_file;      /* the next file to parse */
+  size_t case_file, case_doc;
+  size_t workers;
 };
 
-struct worker {
-  struct pool *p;
-  struct lk_engine *e;
-  struct lk_fixture_times t;
-};
+static const char *ffile_name(const struct ffile *f)
+{
+  return f->origin ? f->origin : f->path;
+}
 
 static void parse_file(struct ffile *f)
 {
-  if (f->o)
-    f->docs = k8s_yaml_load(f->o->text, f->o->len, f->o->origin, f->err, sizeof(f->err));
+  if (f->origin)
+    f->docs = k8s_yaml_load(f->text, f->len, f->origin, f->err, sizeof(f->err));
   else
     f->docs = lk_fixture_load(f->path, f->err, sizeof(f->err));
   size_t n = json_array_size(f->docs);
@@ -545,102 +557,110 @@ static void parse_file(struct ffile *f)
   f->failed = calloc(n + 1, sizeof(*f->failed));
 }
 
-/* The next case to run (file and index), or 0 when none is left. */
-static int next_case(struct pool *p, struct ffile **f, size_t *i)
+struct lk_fixture_run *lk_fixture_start(const struct lk_scriptset *set)
 {
-  pthread_mutex_lock(&p->mu);
-  while (p->case_file < p->nfiles && p->case_doc >= json_array_size(p->files[p->case_file].docs)) {
-    p->case_file++;
-    p->case_doc = 0;
+  struct lk_fixture_run *r = calloc(1, sizeof(*r));
+  if (!r) return NULL;
+  r->nfiles = set->nfixtures + set->nofixtures;
+  r->files = calloc(r->nfiles + 1, sizeof(*r->files));
+  r->dir = strdup(set->dir ? set->dir : "scripts");
+  int ok = r->files && r->dir;
+  for (size_t f = 0; ok && f < set->nfixtures; f++)
+    snprintf(r->files[f].path, sizeof(r->files[f].path), "%s/%s", set->dir, set->fixtures[f]);
+  for (size_t f = 0; ok && f < set->nofixtures; f++) {
+    const struct lk_overlay_fixture *o = &set->ofixtures[f];
+    struct ffile *x = &r->files[set->nfixtures + f];
+    snprintf(x->path, sizeof(x->path), "%s/%s", set->dir ? set->dir : ".", o->rel);
+    x->origin = strdup(o->origin);
+    x->text = malloc(o->len + 1);
+    if (x->text) memcpy(x->text, o->text, o->len + 1);
+    x->len = o->len;
+    ok = x->origin && x->text;
   }
-  int more = p->case_file < p->nfiles;
-  if (more) {
-    *f = &p->files[p->case_file];
-    *i = p->case_doc++;
+  if (!ok) {
+    for (size_t f = 0; r->files && f < r->nfiles; f++)
+      free(r->files[f].origin), free(r->files[f].text);
+    free(r->files);
+    free(r->dir);
+    free(r);
+    return NULL;
   }
-  pthread_mutex_unlock(&p->mu);
-  return more;
+  pthread_mutex_init(&r->mu, NULL);
+  pthread_cond_init(&r->parsed, NULL);
+  return r;
 }
 
-static void *work(void *arg)
+void lk_fixture_work(struct lk_fixture_run *r, struct lk_engine *e, struct lk_fixture_times *t)
 {
-  struct worker *w = arg;
-  struct pool *p = w->p;
-  for (;;) {
-    pthread_mutex_lock(&p->mu);
-    size_t k = p->next_file++;
-    pthread_mutex_unlock(&p->mu);
-    if (k >= p->nfiles) break;
-    double tp = k8s_monotonic();
-    parse_file(&p->files[k]);
-    w->t.parse += k8s_monotonic() - tp;
-  }
-  pthread_barrier_wait(&p->parsed);
+  struct lk_fixture_times mine = {0};
   struct matcher mt = {0};
   matcher_open(&mt);
-  struct ffile *f;
-  size_t i;
-  while (next_case(p, &f, &i)) {
-    if (!f->msgs || !f->failed) { /* out of memory: the case cannot report */
+  pthread_mutex_lock(&r->mu);
+  r->workers++;
+  for (;;) {
+    while (r->case_file < r->nfiles && r->files[r->case_file].state == FILE_PARSED &&
+           r->case_doc >= json_array_size(r->files[r->case_file].docs)) {
+      r->case_file++;
+      r->case_doc = 0;
+    }
+    if (r->case_file >= r->nfiles) break;
+    struct ffile *f = &r->files[r->case_file];
+    if (f->state == FILE_PARSED) { /* a case to run */
+      size_t i = r->case_doc++;
+      pthread_mutex_unlock(&r->mu);
+      if (f->msgs && f->failed)
+        f->failed[i] = run_case(e, &mt, f->path, ffile_name(f), json_array_get(f->docs, i),
+                                &f->msgs[i], NULL, &mine);
+      pthread_mutex_lock(&r->mu);
       continue;
     }
-    f->failed[i] =
-        run_case(w->e, &mt, f->path, f->file, json_array_get(f->docs, i), &f->msgs[i], NULL, &w->t);
+    if (r->next_file < r->nfiles) { /* a file to parse */
+      struct ffile *p = &r->files[r->next_file++];
+      p->state = FILE_PARSING;
+      pthread_mutex_unlock(&r->mu);
+      double tp = k8s_monotonic();
+      parse_file(p);
+      mine.parse += k8s_monotonic() - tp;
+      pthread_mutex_lock(&r->mu);
+      p->state = FILE_PARSED;
+      pthread_cond_broadcast(&r->parsed);
+      continue;
+    }
+    pthread_cond_wait(&r->parsed, &r->mu); /* the next file is being parsed */
   }
+  pthread_mutex_unlock(&r->mu);
   matcher_close(&mt);
-  return NULL;
+  if (t) {
+    t->parse += mine.parse;
+    t->setup += mine.setup;
+    t->reconcile += mine.reconcile;
+    t->match += mine.match;
+    if (mine.slowest > t->slowest) {
+      t->slowest = mine.slowest;
+      memcpy(t->slowest_case, mine.slowest_case, sizeof(t->slowest_case));
+    }
+  }
 }
 
-void lk_fixture_run_all(struct lk_engine *e, struct lk_messages *fails, size_t *ncases,
-                        size_t *nfailed)
-{
-  lk_fixture_run_all_timed(e, NULL, fails, ncases, nfailed, NULL);
-}
-
-void lk_fixture_run_all_timed(struct lk_engine *e, struct lk_engine *helper,
-                              struct lk_messages *fails, size_t *ncases, size_t *nfailed,
-                              struct lk_fixture_times *t)
+void lk_fixture_finish(struct lk_fixture_run *r, const struct lk_engine *e,
+                       struct lk_messages *fails, size_t *ncases, size_t *nfailed,
+                       struct lk_fixture_times *t)
 {
   *ncases = *nfailed = 0;
-  const struct lk_scriptset *set = e->set;
-  struct pool p = {.nfiles = set->nfixtures + set->nofixtures};
-  p.files = calloc(p.nfiles + 1, sizeof(*p.files));
-  if (!p.files) {
+  if (!r) {
     lk_messages_add(fails, "out of memory while running the fixture cases");
     (*nfailed)++;
     return;
   }
-  for (size_t f = 0; f < set->nfixtures; f++) {
-    snprintf(p.files[f].path, sizeof(p.files[f].path), "%s/%s", set->dir, set->fixtures[f]);
-    p.files[f].file = p.files[f].path;
-  }
-  for (size_t f = 0; f < set->nofixtures; f++) {
-    struct ffile *x = &p.files[set->nfixtures + f];
-    x->o = &set->ofixtures[f];
-    snprintf(x->path, sizeof(x->path), "%s/%s", set->dir ? set->dir : ".", x->o->rel);
-    x->file = x->o->origin;
-  }
-  struct worker w[2] = {{.p = &p, .e = e}, {.p = &p, .e = helper}};
-  pthread_t tid;
-  int threads = helper ? 2 : 1;
-  pthread_mutex_init(&p.mu, NULL);
-  if (threads == 2 && pthread_barrier_init(&p.parsed, NULL, 2) != 0) threads = 1;
-  if (threads == 2 && pthread_create(&tid, NULL, work, &w[1]) != 0) {
-    pthread_barrier_destroy(&p.parsed);
-    threads = 1;
-  }
-  if (threads == 1) pthread_barrier_init(&p.parsed, NULL, 1);
-  work(&w[0]);
-  if (threads == 2) pthread_join(tid, NULL);
-  pthread_barrier_destroy(&p.parsed);
-  pthread_mutex_destroy(&p.mu);
-
-  /* the outcomes, in file order, as one thread would have found them */
-  size_t *per = calloc(e->ncontrollers + 1, sizeof(*per));
+  size_t *per = e ? calloc(e->ncontrollers + 1, sizeof(*per)) : NULL;
   struct groups g = {0};
-  for (size_t k = 0; k < p.nfiles; k++) {
-    struct ffile *f = &p.files[k];
-    if (!f->docs) {
+  for (size_t k = 0; k < r->nfiles; k++) {
+    struct ffile *f = &r->files[k];
+    const char *file = ffile_name(f);
+    if (f->state != FILE_PARSED) { /* no worker came */
+      lk_messages_add(fails, "%s: not run", file);
+      (*nfailed)++;
+    } else if (!f->docs) {
       lk_messages_add(fails, "%s", f->err);
       (*nfailed)++;
     }
@@ -651,14 +671,14 @@ void lk_fixture_run_all_timed(struct lk_engine *e, struct lk_engine *helper,
       char label[300];
       (*ncases)++;
       if (!f->msgs || !f->failed) {
-        lk_messages_add(fails, "%s: out of memory while running its cases", f->file);
+        lk_messages_add(fails, "%s: out of memory while running its cases", file);
         (*nfailed)++;
         break;
       }
       if (f->failed[i]) (*nfailed)++;
-      case_label(label, sizeof(label), f->file, doc);
+      case_label(label, sizeof(label), file, doc);
       for (size_t m = 0; m < f->msgs[i].n; m++)
-        group_add(&g, f->file, label, f->msgs[i].v[m]);
+        group_add(&g, file, label, f->msgs[i].v[m]);
       lk_messages_free(&f->msgs[i]);
       const char *cname = json_string_value(json_object_get(doc, "controller"));
       for (size_t c = 0; cname && per && c < e->ncontrollers; c++)
@@ -667,27 +687,31 @@ void lk_fixture_run_all_timed(struct lk_engine *e, struct lk_engine *helper,
     json_decref(f->docs);
     free(f->msgs);
     free(f->failed);
+    free(f->origin);
+    free(f->text);
   }
-  free(p.files);
   group_flush(&g, fails);
-  for (size_t k = 0; per && k < e->ncontrollers; k++)
+  for (size_t k = 0; e && per && k < e->ncontrollers; k++)
     if (e->controllers[k].valid && per[k] == 0) {
       lk_messages_add(fails, "%s: controller %s has no fixture case (add <folder>/fixtures/*.yaml)",
-                      set->dir ? set->dir : "scripts", e->controllers[k].name);
+                      r->dir, e->controllers[k].name);
       (*nfailed)++;
     }
   free(per);
-  for (int k = 0; t && k < threads; k++) {
-    t->parse += w[k].t.parse;
-    t->setup += w[k].t.setup;
-    t->reconcile += w[k].t.reconcile;
-    t->match += w[k].t.match;
-    if (w[k].t.slowest > t->slowest) {
-      t->slowest = w[k].t.slowest;
-      memcpy(t->slowest_case, w[k].t.slowest_case, sizeof(t->slowest_case));
-    }
-  }
-  if (t) t->threads = (size_t)threads;
+  if (t) t->threads = r->workers;
+  pthread_cond_destroy(&r->parsed);
+  pthread_mutex_destroy(&r->mu);
+  free(r->files);
+  free(r->dir);
+  free(r);
+}
+
+void lk_fixture_run_all(struct lk_engine *e, struct lk_messages *fails, size_t *ncases,
+                        size_t *nfailed)
+{
+  struct lk_fixture_run *r = lk_fixture_start(e->set);
+  if (r) lk_fixture_work(r, e, NULL);
+  lk_fixture_finish(r, e, fails, ncases, nfailed, NULL);
 }
 
 /* }==================================================================== */

@@ -39,30 +39,40 @@ int lk_fixture_run(struct lk_engine *e, const char *path, const json_t *doc,
 void lk_fixture_run_all(struct lk_engine *e, struct lk_messages *fails, size_t *ncases,
                         size_t *nfailed);
 
-/* Where the time of lk_fixture_run_all_timed went, in seconds (monotonic
- * clock), summed over the cases and the threads that ran them: parse = the
- * YAML of fixture files and of input_path files; setup = reading a case and
- * filling its in-memory source; reconcile = lk_engine_reconcile; match = the
- * result as JSON and the matcher. slowest is the longest case (setup +
- * reconcile + match), named "<file>: <case name>"; threads how many threads
- * ran cases. Fields are added to, not reset (threads is set). */
+/* Where the time of a run went, in seconds (monotonic clock), summed over
+ * the cases and the workers that ran them: parse = the YAML of fixture files
+ * and of input_path files; setup = reading a case and filling its in-memory
+ * source; reconcile = lk_engine_reconcile; match = the result as JSON and
+ * the matcher. slowest is the longest case (setup + reconcile + match), named
+ * "<file>: <case name>"; threads how many workers took part (set by
+ * lk_fixture_finish). The other fields are added to, not reset. */
 struct lk_fixture_times {
   double parse, setup, reconcile, match, slowest;
   char slowest_case[300];
   size_t threads;
 };
 
-/* lk_fixture_run_all, adding where the time went to *t (may be NULL). When
- * helper is not NULL (a second engine loaded from the same modules as e's,
- * e.g. on a copy of its set; still owned by the caller) a second thread
- * parses files and runs cases in helper's sandbox beside the calling thread
- * in e's: the outcome and the messages are the same as with e alone, in the
- * same order (each case's outcome is kept in its own slot and read in file
- * order), in about half the wall time on two free cores. Controllers are
- * looked up by name in the engine that runs the case; e's set gives the
- * files. Only the calling thread touches e, only the second one helper. */
-void lk_fixture_run_all_timed(struct lk_engine *e, struct lk_engine *helper,
-                              struct lk_messages *fails, size_t *ncases, size_t *nfailed,
-                              struct lk_fixture_times *t);
+/* lk_fixture_run_all in three steps, so that several threads can share the
+ * cases, each with an engine of its own loaded from the same modules (check.c
+ * runs two):
+ *   lk_fixture_start: the fixture files of set (copied: the run does not
+ *     borrow set), or NULL when out of memory;
+ *   lk_fixture_work: called by each worker with its own engine (and its own
+ *     times, may be NULL), concurrently; parses the files not yet parsed and
+ *     runs the cases not yet run, one at a time, until none is left. A
+ *     worker that comes late finds less to do; one that never comes is not
+ *     waited for. Controllers are looked up by name in the worker's engine;
+ *     only the worker touches it;
+ *   lk_fixture_finish: once every worker returned: adds the problems to
+ *     fails in file order, as one thread would have found them (their order
+ *     does not depend on the workers), counts the cases and frees the run (r
+ *     NULL: one "out of memory" problem). e gives the controllers that need
+ *     a case (NULL: none is checked, to discard a run). */
+struct lk_fixture_run;
+struct lk_fixture_run *lk_fixture_start(const struct lk_scriptset *set);
+void lk_fixture_work(struct lk_fixture_run *r, struct lk_engine *e, struct lk_fixture_times *t);
+void lk_fixture_finish(struct lk_fixture_run *r, const struct lk_engine *e,
+                       struct lk_messages *fails, size_t *ncases, size_t *nfailed,
+                       struct lk_fixture_times *t);
 
 #endif
