@@ -142,12 +142,14 @@ static void print_timings(double load, double check, const struct lk_check_stats
           "  check %.1f = compile %.1f + fixture cases %.1f + gc %.1f + other %.1f\n"
           "  fixture cases %.1f wall on %zu thread%s; summed over the threads: parse %.1f"
           " (fixture + input_path YAML) + setup %.1f + reconcile %.1f + match %.1f\n"
-          "  %zu cases: %.2f ms of wall a case; slowest %.2f ms (%s)\n",
+          "  %zu cases: %.2f ms of wall a case; slowest %.2f ms (%s)\n"
+          "  second thread: %zu case%s run, %zu failed there and ran again on the first: %.1f\n",
           load * 1e3, check * 1e3, st->compile * 1e3, st->fixtures * 1e3, st->gc * 1e3, other * 1e3,
           st->fixtures * 1e3, t->threads, t->threads == 1 ? "" : "s", t->parse * 1e3,
           t->setup * 1e3, t->reconcile * 1e3, t->match * 1e3, st->cases,
           st->cases ? st->fixtures * 1e3 / (double)st->cases : 0.0, t->slowest * 1e3,
-          t->slowest_case[0] ? t->slowest_case : "-");
+          t->slowest_case[0] ? t->slowest_case : "-", st->second_thread_cases,
+          st->second_thread_cases == 1 ? "" : "s", t->nagain, t->again * 1e3);
 }
 
 static void usage(FILE *out)

@@ -3,7 +3,11 @@
  * modules on a second thread while the calling thread loads the first and
  * starts on the fixture cases; the second joins in once loaded (fixture.h,
  * lk_fixture_work) and is freed before lk_check returns. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
+#endif
 #include <pthread.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,9 +55,18 @@ fail:
   return NULL;
 }
 
+/* The second engine's memory cap is this fraction of the first's: the
+ * check adds at most a quarter of a cap to the process's worst case (the
+ * serving state and the checked one may each reach their cap; a Deployment's
+ * memory limit is sized for those, deploy/manager/deployment.yaml), while
+ * the bundled cases peak far below it. A case that fails on the second
+ * engine is run again on the first (fixture.h, lk_fixture_work), so the
+ * smaller cap never refuses a set the first engine alone would pass. */
+#define HELPER_MEMORY_SHARE 4
+
 struct helper {
   struct lk_scriptset *set; /* taken by lk_engine_new */
-  const struct lk_engine_opts *opts;
+  struct lk_engine_opts opts;
   struct lk_fixture_run *run; /* NULL: no fixtures */
   struct lk_fixture_times t;
 };
@@ -66,9 +79,19 @@ static void *help(void *arg)
   struct lk_engine *e = NULL;
   /* its problems are the first engine's: not reported twice; an engine with
    * problems runs no case */
-  if (lk_engine_new(h->set, h->opts, &e, NULL) == 0 && h->run) lk_fixture_work(h->run, e, &h->t);
+  if (lk_engine_new(h->set, &h->opts, &e, NULL) == 0 && h->run)
+    lk_fixture_work(h->run, e, false, &h->t);
   lk_engine_free(e);
   return NULL;
+}
+
+/* CPUs this thread may run on (its affinity mask: taskset, a cpuset
+ * cgroup), or the online CPUs when that cannot be read. */
+static long usable_cpus(void)
+{
+  cpu_set_t cs;
+  if (sched_getaffinity(0, sizeof(cs), &cs) == 0) return CPU_COUNT(&cs);
+  return sysconf(_SC_NPROCESSORS_ONLN);
 }
 
 int lk_check(struct lk_scriptset *set, const struct lk_engine_opts *opts, struct lk_messages *msgs,
@@ -87,13 +110,13 @@ int lk_check_threads(struct lk_scriptset *set, const struct lk_engine_opts *opts
   st.modules = set->nmods;
   double t0 = k8s_monotonic();
   bool fixtures = set->dir != NULL;
-  struct helper h = {.opts = opts, .run = fixtures ? lk_fixture_start(set) : NULL};
+  struct helper h = {.run = fixtures ? lk_fixture_start(set) : NULL};
+  if (opts) h.opts = *opts;
+  h.opts.memory_limit =
+      (h.opts.memory_limit ? h.opts.memory_limit : LK_DEFAULT_MEMORY_LIMIT) / HELPER_MEMORY_SHARE;
   pthread_t tid;
   if (threads <= 0)
-    threads =
-        sysconf(_SC_NPROCESSORS_ONLN) >= 2 && set->nfixtures + set->nofixtures >= PARALLEL_MIN_FILES
-            ? 2
-            : 1;
+    threads = usable_cpus() >= 2 && set->nfixtures + set->nofixtures >= PARALLEL_MIN_FILES ? 2 : 1;
   /* jansson seeds its hash function on the first object made: seed it here,
    * before the second thread starts, so the two never race on the seed (a
    * no-op once seeded; found with helgrind) */
@@ -104,7 +127,7 @@ int lk_check_threads(struct lk_scriptset *set, const struct lk_engine_opts *opts
   int problems = lk_engine_new(set, opts, &e, msgs);
   double t1 = k8s_monotonic();
   st.compile = t1 - t0;
-  if (problems >= 0 && h.run) lk_fixture_work(h.run, e, &st.times);
+  if (problems >= 0 && h.run) lk_fixture_work(h.run, e, true, &st.times);
   if (helping) pthread_join(tid, NULL);
   if (problems < 0) {
     struct lk_messages junk = {0};
@@ -120,6 +143,8 @@ int lk_check_threads(struct lk_scriptset *set, const struct lk_engine_opts *opts
     st.times.setup += h.t.setup;
     st.times.reconcile += h.t.reconcile;
     st.times.match += h.t.match;
+    st.times.cases += h.t.cases;
+    st.second_thread_cases = h.t.cases;
     if (h.t.slowest > st.times.slowest) {
       st.times.slowest = h.t.slowest;
       memcpy(st.times.slowest_case, h.t.slowest_case, sizeof(st.times.slowest_case));

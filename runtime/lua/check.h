@@ -20,6 +20,7 @@ struct lk_check_stats {
   size_t modules, controllers, cases, failed;
   double compile, fixtures, gc;
   struct lk_fixture_times times;
+  size_t second_thread_cases; /* of the cases, those the second thread ran */
 };
 
 /* Checks set. Problems are added to msgs as "file[:line]: message"; paths are
@@ -30,11 +31,12 @@ int lk_check(struct lk_scriptset *set, const struct lk_engine_opts *opts, struct
              struct lk_check_stats *stats, struct lk_engine **engine);
 
 /* lk_check on at most `threads` threads (1 or 2; 0 = lk_check's choice: 2
- * when the machine has two online CPUs and the set at least 4 fixture files,
- * else 1). With 2, a second engine is loaded from a copy of the set's
- * modules on a second thread and runs about half the fixture cases (fixture.h,
- * lk_fixture_work); the problems and their order do not depend on
- * the number of threads. */
+ * when the thread may run on two CPUs and the set has at least 4 fixture
+ * files, else 1). With 2, a second engine is loaded from a copy of the set's
+ * modules on a second thread, with a quarter of the memory cap, and runs
+ * about half the fixture cases (fixture.h, lk_fixture_work; a case that fails
+ * there runs again on the first engine); the verdict, the problems and their
+ * order do not depend on the number of threads. */
 int lk_check_threads(struct lk_scriptset *set, const struct lk_engine_opts *opts, int threads,
                      struct lk_messages *msgs, struct lk_check_stats *stats,
                      struct lk_engine **engine);

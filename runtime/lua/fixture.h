@@ -14,6 +14,8 @@
 #ifndef SCHEDSIM_LUA_FIXTURE_H
 #define SCHEDSIM_LUA_FIXTURE_H
 
+#include <stdbool.h>
+
 #include <jansson.h>
 
 #include "lua/engine.h"
@@ -50,6 +52,9 @@ struct lk_fixture_times {
   double parse, setup, reconcile, match, slowest;
   char slowest_case[300];
   size_t threads;
+  double again; /* running again on the primary engine the cases a secondary failed */
+  size_t nagain;
+  size_t cases; /* cases the worker(s) ran */
 };
 
 /* lk_fixture_run_all in three steps, so that several threads can share the
@@ -62,17 +67,21 @@ struct lk_fixture_times {
  *     runs the cases not yet run, one at a time, until none is left. A
  *     worker that comes late finds less to do; one that never comes is not
  *     waited for. Controllers are looked up by name in the worker's engine;
- *     only the worker touches it;
+ *     only the worker touches it. A secondary worker (primary false) may
+ *     run with a smaller memory cap than the primary engine: a case that
+ *     fails on it is run again by lk_fixture_finish on e, and only that
+ *     outcome counts, so its cap never refuses what e would allow;
  *   lk_fixture_finish: once every worker returned: adds the problems to
  *     fails in file order, as one thread would have found them (their order
  *     does not depend on the workers), counts the cases and frees the run (r
- *     NULL: one "out of memory" problem). e gives the controllers that need
- *     a case (NULL: none is checked, to discard a run). */
+ *     NULL: one "out of memory" problem). e is the primary engine: it runs
+ *     again what a secondary failed, and gives the controllers that need a
+ *     case (NULL: neither, to discard a run). */
 struct lk_fixture_run;
 struct lk_fixture_run *lk_fixture_start(const struct lk_scriptset *set);
-void lk_fixture_work(struct lk_fixture_run *r, struct lk_engine *e, struct lk_fixture_times *t);
-void lk_fixture_finish(struct lk_fixture_run *r, const struct lk_engine *e,
-                       struct lk_messages *fails, size_t *ncases, size_t *nfailed,
-                       struct lk_fixture_times *t);
+void lk_fixture_work(struct lk_fixture_run *r, struct lk_engine *e, bool primary,
+                     struct lk_fixture_times *t);
+void lk_fixture_finish(struct lk_fixture_run *r, struct lk_engine *e, struct lk_messages *fails,
+                       size_t *ncases, size_t *nfailed, struct lk_fixture_times *t);
 
 #endif

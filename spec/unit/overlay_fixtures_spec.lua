@@ -288,3 +288,70 @@ describe("check on two threads", function()
     assert.matches("wall on 2 threads", out, 1, true)
   end)
 end)
+
+-- The second thread's sandbox has a quarter of the memory cap (check.c): a
+-- case that fails there runs again on the first engine, whose verdict counts,
+-- so a set that needs more than the quarter passes as on one thread.
+describe("check's second thread and the memory cap", function()
+  local N = 8
+
+  --- A script set whose reconcile needs 20 MiB (the cap is 64 MiB; the second
+  --- thread's 16 MiB), with N fixture files of one case each.
+  local function big_set()
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute(("mkdir -p %q/widget/fixtures"):format(dir)))
+    local function put(rel, text)
+      local f = assert(io.open(dir .. "/" .. rel, "w"))
+      f:write(text)
+      f:close()
+    end
+    put("controllers.lua", [[
+return { {
+  name = "widget",
+  for_ = { apiVersion = "sim.llm-d.io/v1alpha1", kind = "SimulatorDeployment" },
+  module = "widget.reconcile",
+  owns = { { apiVersion = "v1", kind = "ConfigMap" } },
+  watches = {},
+} }
+]])
+    put("widget/reconcile.lua", [[
+local M = {}
+function M.reconcile(cr)
+  local big = string.rep("x", 20 << 20)
+  return { children = { { apiVersion = "v1", kind = "ConfigMap",
+    metadata = { name = cr.metadata.name }, data = { n = tostring(#big) } } } }
+end
+return M
+]])
+    for i = 1, N do
+      put(("widget/fixtures/case-%d.yaml"):format(i), ([[
+name: case %d needs 20 MiB
+controller: widget
+input:
+  apiVersion: sim.llm-d.io/v1alpha1
+  kind: SimulatorDeployment
+  metadata: {name: w%d}
+  spec: {}
+expect:
+  children:
+    - {apiVersion: v1, kind: ConfigMap, metadata: {name: w%d}, data: {n: "20971520"}}
+]]):format(i, i, i))
+    end
+    return dir
+  end
+
+  it("passes on two threads what passes on one, running again there what failed on the second", function()
+    local dir = big_set()
+    local code1, out1 = run(("check --scripts %q --jobs 1"):format(dir))
+    local code2, out2 = run(("check --scripts %q --jobs 2 --timings"):format(dir))
+    os.execute(("rm -rf %q"):format(dir))
+    assert.equals(0, code1, out1)
+    assert.equals(0, code2, out2)
+    assert.matches(("%d fixture cases passed"):format(N), out2, 1, true)
+    local ran, again = out2:match("second thread: (%d+) cases? run, (%d+) failed there")
+    assert.is_not_nil(ran, out2)
+    -- every case the second thread ran needed more than its cap: each ran again
+    assert.equals(tonumber(ran), tonumber(again), out2)
+  end)
+end)
