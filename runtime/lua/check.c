@@ -1,5 +1,5 @@
-/* check.c: compile and self-test a script set (see check.h). With two or
- * more online CPUs a second engine is loaded from a copy of the set's
+/* check.c: compile and self-test a script set (see check.h). When the
+ * thread may run on two CPUs a second engine is loaded from a copy of the set's
  * modules on a second thread while the calling thread loads the first and
  * starts on the fixture cases; the second joins in once loaded (fixture.h,
  * lk_fixture_work) and is freed before lk_check returns. */
@@ -139,16 +139,8 @@ int lk_check_threads(struct lk_scriptset *set, const struct lk_engine_opts *opts
   st.controllers = e->ncontrollers;
   size_t ncases = 0, nfailed = 0;
   if (fixtures) {
-    st.times.parse += h.t.parse;
-    st.times.setup += h.t.setup;
-    st.times.reconcile += h.t.reconcile;
-    st.times.match += h.t.match;
-    st.times.cases += h.t.cases;
+    lk_fixture_times_add(&st.times, &h.t);
     st.second_thread_cases = h.t.cases;
-    if (h.t.slowest > st.times.slowest) {
-      st.times.slowest = h.t.slowest;
-      memcpy(st.times.slowest_case, h.t.slowest_case, sizeof(st.times.slowest_case));
-    }
     lk_fixture_finish(h.run, e, msgs, &ncases, &nfailed, &st.times);
   }
   double t2 = k8s_monotonic();

@@ -593,6 +593,21 @@ struct lk_fixture_run *lk_fixture_start(const struct lk_scriptset *set)
   return r;
 }
 
+void lk_fixture_times_add(struct lk_fixture_times *t, const struct lk_fixture_times *more)
+{
+  t->parse += more->parse;
+  t->setup += more->setup;
+  t->reconcile += more->reconcile;
+  t->match += more->match;
+  t->again += more->again;
+  t->nagain += more->nagain;
+  t->cases += more->cases;
+  if (more->slowest > t->slowest) {
+    t->slowest = more->slowest;
+    memcpy(t->slowest_case, more->slowest_case, sizeof(t->slowest_case));
+  }
+}
+
 void lk_fixture_work(struct lk_fixture_run *r, struct lk_engine *e, bool primary,
                      struct lk_fixture_times *t)
 {
@@ -640,17 +655,7 @@ void lk_fixture_work(struct lk_fixture_run *r, struct lk_engine *e, bool primary
   }
   pthread_mutex_unlock(&r->mu);
   matcher_close(&mt);
-  if (t) {
-    t->parse += mine.parse;
-    t->setup += mine.setup;
-    t->reconcile += mine.reconcile;
-    t->match += mine.match;
-    t->cases += mine.cases;
-    if (mine.slowest > t->slowest) {
-      t->slowest = mine.slowest;
-      memcpy(t->slowest_case, mine.slowest_case, sizeof(t->slowest_case));
-    }
-  }
+  if (t) lk_fixture_times_add(t, &mine);
 }
 
 void lk_fixture_finish(struct lk_fixture_run *r, struct lk_engine *e, struct lk_messages *fails,

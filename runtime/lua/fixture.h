@@ -57,6 +57,10 @@ struct lk_fixture_times {
   size_t cases; /* cases the worker(s) ran */
 };
 
+/* Adds more's figures to t (slowest: the longer of the two; threads is
+ * left alone). */
+void lk_fixture_times_add(struct lk_fixture_times *t, const struct lk_fixture_times *more);
+
 /* lk_fixture_run_all in three steps, so that several threads can share the
  * cases, each with an engine of its own loaded from the same modules (check.c
  * runs two):
