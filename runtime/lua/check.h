@@ -10,9 +10,17 @@
 #define SCHEDSIM_LUA_CHECK_H
 
 #include "lua/engine.h"
+#include "lua/fixture.h"
 
+/* What a check found and where its time went (seconds, monotonic clock):
+ * compile = lk_engine_new (every module compiled, controllers.lua, every
+ * reconciler loaded); fixtures = every case (broken down in times); gc = the
+ * full collection after the cases. */
 struct lk_check_stats {
   size_t modules, controllers, cases, failed;
+  double compile, fixtures, gc;
+  struct lk_fixture_times times;
+  size_t second_thread_cases; /* of the cases, those the second thread ran */
 };
 
 /* Checks set. Problems are added to msgs as "file[:line]: message"; paths are
@@ -21,5 +29,16 @@ struct lk_check_stats {
  * set is good, the loaded engine is stored there (otherwise it is freed). */
 int lk_check(struct lk_scriptset *set, const struct lk_engine_opts *opts, struct lk_messages *msgs,
              struct lk_check_stats *stats, struct lk_engine **engine);
+
+/* lk_check on at most `threads` threads (1 or 2; 0 = lk_check's choice: 2
+ * when the thread may run on two CPUs and the set has at least 4 fixture
+ * files, else 1). With 2, a second engine is loaded from a copy of the set's
+ * modules on a second thread, with a quarter of the memory cap, and runs
+ * about half the fixture cases (fixture.h, lk_fixture_work; a case that fails
+ * there runs again on the first engine); the verdict, the problems and their
+ * order do not depend on the number of threads. */
+int lk_check_threads(struct lk_scriptset *set, const struct lk_engine_opts *opts, int threads,
+                     struct lk_messages *msgs, struct lk_check_stats *stats,
+                     struct lk_engine **engine);
 
 #endif

@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <libgen.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,15 +83,23 @@ static void capture_log(void *ud, enum k8s_log_level level, int v, const char *m
  * The matcher state
  * ===================================================================== */
 
+/* One matcher state serves every case of a check: opening the libraries and
+ * loading fixture.lua once instead of once a case saved ~0.3 ms a case
+ * (timings of `check --timings`). fixture.lua keeps nothing between calls
+ * (M.run builds its failures afresh), so cases cannot see each other. */
+struct matcher {
+  lua_State *L;  /* stack: [1] = fixture.lua's run; NULL when it did not open */
+  char err[512]; /* why it did not open */
+};
+
 struct match_args {
   const json_t *expect, *result, *cr;
   json_t *fails;
   char err[512];
 };
 
-static int p_match(lua_State *L)
+static int p_matcher_open(lua_State *L)
 {
-  struct match_args *a = lua_touserdata(L, 1);
   luaL_openlibs(L);
   k8s_json_push_null(L);
   lua_setglobal(L, "null");
@@ -100,6 +110,37 @@ static int p_match(lua_State *L)
   if (luaL_loadbufferx(L, m->source, m->len, "@fixture.lua", "t") != LUA_OK) return lua_error(L);
   lua_call(L, 0, 1);
   lua_getfield(L, -1, "run");
+  return 1;
+}
+
+/* Opens the matcher state: 0, or -1 with m->err set (every match then
+ * fails with it). */
+static int matcher_open(struct matcher *m)
+{
+  if (!(m->L = luaL_newstate())) {
+    snprintf(m->err, sizeof(m->err), "matcher: out of memory");
+    return -1;
+  }
+  lua_pushcfunction(m->L, p_matcher_open);
+  if (lua_pcall(m->L, 0, 1, 0) != LUA_OK) {
+    snprintf(m->err, sizeof(m->err), "matcher: %s", lua_tostring(m->L, -1));
+    lua_close(m->L);
+    m->L = NULL;
+    return -1;
+  }
+  return 0;
+}
+
+static void matcher_close(struct matcher *m)
+{
+  if (m->L) lua_close(m->L);
+  m->L = NULL;
+}
+
+static int p_match(lua_State *L)
+{
+  struct match_args *a = lua_touserdata(L, 2);
+  lua_pushvalue(L, 1);
   k8s_json_push_value(L, a->expect);
   k8s_json_push_value(L, a->result);
   k8s_json_push_value(L, a->cr);
@@ -109,23 +150,26 @@ static int p_match(lua_State *L)
 }
 
 /* The matcher's failures as a JSON array of strings, or NULL (err set). */
-static json_t *match(const json_t *expect, const json_t *result, const json_t *cr, char *err,
-                     size_t errlen)
+static json_t *match(struct matcher *m, const json_t *expect, const json_t *result,
+                     const json_t *cr, char *err, size_t errlen)
 {
   struct match_args a = {expect, result, cr, NULL, ""};
-  lua_State *L = luaL_newstate();
+  lua_State *L = m->L;
   if (!L) {
-    snprintf(err, errlen, "out of memory");
+    snprintf(err, errlen, "%s", m->err);
     return NULL;
   }
+  lua_settop(L, 1); /* [1] = run */
   lua_pushcfunction(L, p_match);
+  lua_pushvalue(L, 1);
   lua_pushlightuserdata(L, &a);
-  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+  if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
     snprintf(err, errlen, "matcher: %s", lua_tostring(L, -1));
-    lua_close(L);
+    lua_settop(L, 1);
+    json_decref(a.fails);
     return NULL;
   }
-  lua_close(L);
+  lua_settop(L, 1);
   if (!a.fails) snprintf(err, errlen, "matcher: %s", a.err);
   if (a.fails && json_is_object(a.fails)) { /* an empty list */
     json_decref(a.fails);
@@ -199,18 +243,25 @@ static void default_cr(json_t *cr)
     json_object_set_new(md, "generation", json_integer(1));
 }
 
-/* "<file>: <case name>", the prefix of every message about a case. */
+/* "<file>: <case name>", the prefix of every message about a case (a longer
+ * one is cut at len - 1 bytes: it only prefixes messages, and every label of
+ * a case is made here, so they agree). */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-truncation"
 static void case_label(char *label, size_t len, const char *file, const json_t *doc)
 {
   const char *name = json_string_value(json_object_get(doc, "name"));
   snprintf(label, len, "%s: %s", file, name ? name : "(case without a name)");
 }
+#pragma GCC diagnostic pop
 
 /* lk_fixture_run with the file named `file` in messages (an overlay fixture
  * is named by its origin) while input_path is resolved against `path`. */
-static int run_case(struct lk_engine *e, const char *path, const char *file, const json_t *doc,
-                    struct lk_messages *fails, json_t **result)
+static int run_case(struct lk_engine *e, struct matcher *mt, const char *path, const char *file,
+                    const json_t *doc, struct lk_messages *fails, json_t **result,
+                    struct lk_fixture_times *t)
 {
+  double t0 = k8s_monotonic();
   static const char *const fields[] = {"name",  "controller", "now",      "without_kinds", "grants",
                                        "input", "input_path", "observed", "expect",        NULL};
   if (result) *result = NULL;
@@ -263,7 +314,10 @@ static int run_case(struct lk_engine *e, const char *path, const char *file, con
   } else if (json_is_object(input))
     cr = json_deep_copy(input);
   else if (input_path) {
-    if (!(cr = load_input(path, input_path, c, err, sizeof(err)))) {
+    double tp = k8s_monotonic();
+    cr = load_input(path, input_path, c, err, sizeof(err));
+    if (t) t->parse += k8s_monotonic() - tp, t0 += k8s_monotonic() - tp;
+    if (!cr) {
       lk_messages_add(fails, "%s: %s", label, err);
       bad = 1;
     } else {
@@ -318,6 +372,7 @@ static int run_case(struct lk_engine *e, const char *path, const char *file, con
     return 1;
   }
 
+  double t1 = k8s_monotonic();
   json_t *logs = json_array();
   struct lk_reconcile_in in = {.controller = c,
                                .cr = cr,
@@ -330,6 +385,7 @@ static int run_case(struct lk_engine *e, const char *path, const char *file, con
                                                                              : LK_GRANTS_ALL};
   struct lk_result r;
   int rc = lk_engine_reconcile(e, &in, &r);
+  double t2 = k8s_monotonic();
   json_t *rj = lk_result_to_json(&r);
   json_object_set_new(rj, "logs", logs);
   lk_result_free(&r);
@@ -339,7 +395,7 @@ static int run_case(struct lk_engine *e, const char *path, const char *file, con
     lk_messages_add(fails, "%s: input: %s", label, json_string_value(json_object_get(rj, "error")));
     failed = 1;
   } else {
-    json_t *list = match(json_object_get(doc, "expect"), rj, cr, err, sizeof(err));
+    json_t *list = match(mt, json_object_get(doc, "expect"), rj, cr, err, sizeof(err));
     if (!list) {
       lk_messages_add(fails, "%s: %s", label, err);
       failed = 1;
@@ -356,13 +412,27 @@ static int run_case(struct lk_engine *e, const char *path, const char *file, con
     *result = rj;
   else
     json_decref(rj);
+  if (t) {
+    double t3 = k8s_monotonic();
+    t->setup += t1 - t0;
+    t->reconcile += t2 - t1;
+    t->match += t3 - t2;
+    if (t3 - t0 > t->slowest) {
+      t->slowest = t3 - t0;
+      case_label(t->slowest_case, sizeof(t->slowest_case), file, doc);
+    }
+  }
   return failed;
 }
 
 int lk_fixture_run(struct lk_engine *e, const char *path, const json_t *doc,
                    struct lk_messages *fails, json_t **result)
 {
-  return run_case(e, path, path, doc, fails, result);
+  struct matcher mt = {0};
+  matcher_open(&mt);
+  int rc = run_case(e, &mt, path, path, doc, fails, result, NULL);
+  matcher_close(&mt);
+  return rc;
 }
 
 /* {====================================================================
@@ -435,65 +505,237 @@ static void group_flush(struct groups *g, struct lk_messages *fails)
 
 /* }==================================================================== */
 
-/* Runs the cases of one fixture file (docs), counting them per controller. */
-static void run_file(struct lk_engine *e, const char *path, const char *file, json_t *docs,
-                     struct groups *g, size_t *per, size_t *ncases, size_t *nfailed)
+/* {====================================================================
+ * Running every case, on one thread or several
+ * ===================================================================== */
+
+enum { FILE_WAITING, FILE_PARSING, FILE_PARSED };
+
+/* A fixture file of the set: parsed by whichever worker claims it. */
+struct ffile {
+  char path[2 * PATH_MAX]; /* input_path is resolved against it */
+  char *origin;            /* overlay fixture: how messages name it (owned), else NULL */
+  char *text;              /* overlay fixture: its text (owned), else NULL */
+  size_t len;
+  int state;                /* FILE_*, under mu */
+  json_t *docs;             /* its cases, or NULL when it did not parse */
+  char err[600];            /* why it did not parse */
+  struct lk_messages *msgs; /* per case */
+  int *failed;              /* per case */
+  char *again;              /* per case: failed on a secondary worker, to run on the primary */
+};
+
+/* The work the workers share, under mu: files to parse (claimed in order),
+ * and the cases of parsed files (handed out in file order, one at a time).
+ * A case's outcome lands in its own slot and is read in file order by
+ * lk_fixture_finish, so the messages do not depend on which worker ran
+ * what. Each reconcile runs in a fresh environment with its own instance of
+ * every module (sandbox.c, sb_require), so the order in which an engine runs
+ * cases does not change their outcome. */
+struct lk_fixture_run {
+  struct ffile *files;
+  size_t nfiles;
+  char *dir; /* for the "has no fixture case" message */
+  pthread_mutex_t mu;
+  pthread_cond_t parsed; /* a file went FILE_PARSED */
+  size_t next_file;      /* the next file to parse */
+  size_t case_file, case_doc;
+  size_t workers;
+};
+
+static const char *ffile_name(const struct ffile *f)
 {
-  size_t i;
-  json_t *doc;
-  json_array_foreach(docs, i, doc)
-  {
-    struct lk_messages one = {0};
-    char label[300];
-    (*ncases)++;
-    if (run_case(e, path, file, doc, &one, NULL) != 0) (*nfailed)++;
-    case_label(label, sizeof(label), file, doc);
-    for (size_t k = 0; k < one.n; k++)
-      group_add(g, file, label, one.v[k]);
-    lk_messages_free(&one);
-    const char *cname = json_string_value(json_object_get(doc, "controller"));
-    for (size_t k = 0; cname && per && k < e->ncontrollers; k++)
-      if (!strcmp(e->controllers[k].name, cname)) per[k]++;
+  return f->origin ? f->origin : f->path;
+}
+
+static void parse_file(struct ffile *f)
+{
+  if (f->origin)
+    f->docs = k8s_yaml_load(f->text, f->len, f->origin, f->err, sizeof(f->err));
+  else
+    f->docs = lk_fixture_load(f->path, f->err, sizeof(f->err));
+  size_t n = json_array_size(f->docs);
+  f->msgs = calloc(n + 1, sizeof(*f->msgs));
+  f->failed = calloc(n + 1, sizeof(*f->failed));
+  f->again = calloc(n + 1, sizeof(*f->again));
+}
+
+struct lk_fixture_run *lk_fixture_start(const struct lk_scriptset *set)
+{
+  struct lk_fixture_run *r = calloc(1, sizeof(*r));
+  if (!r) return NULL;
+  r->nfiles = set->nfixtures + set->nofixtures;
+  r->files = calloc(r->nfiles + 1, sizeof(*r->files));
+  r->dir = strdup(set->dir ? set->dir : "scripts");
+  int ok = r->files && r->dir;
+  for (size_t f = 0; ok && f < set->nfixtures; f++)
+    snprintf(r->files[f].path, sizeof(r->files[f].path), "%s/%s", set->dir, set->fixtures[f]);
+  for (size_t f = 0; ok && f < set->nofixtures; f++) {
+    const struct lk_overlay_fixture *o = &set->ofixtures[f];
+    struct ffile *x = &r->files[set->nfixtures + f];
+    snprintf(x->path, sizeof(x->path), "%s/%s", set->dir ? set->dir : ".", o->rel);
+    x->origin = strdup(o->origin);
+    x->text = malloc(o->len + 1);
+    if (x->text) memcpy(x->text, o->text, o->len + 1);
+    x->len = o->len;
+    ok = x->origin && x->text;
   }
+  if (!ok) {
+    for (size_t f = 0; r->files && f < r->nfiles; f++)
+      free(r->files[f].origin), free(r->files[f].text);
+    free(r->files);
+    free(r->dir);
+    free(r);
+    return NULL;
+  }
+  pthread_mutex_init(&r->mu, NULL);
+  pthread_cond_init(&r->parsed, NULL);
+  return r;
+}
+
+void lk_fixture_times_add(struct lk_fixture_times *t, const struct lk_fixture_times *more)
+{
+  t->parse += more->parse;
+  t->setup += more->setup;
+  t->reconcile += more->reconcile;
+  t->match += more->match;
+  t->again += more->again;
+  t->nagain += more->nagain;
+  t->cases += more->cases;
+  if (more->slowest > t->slowest) {
+    t->slowest = more->slowest;
+    memcpy(t->slowest_case, more->slowest_case, sizeof(t->slowest_case));
+  }
+}
+
+void lk_fixture_work(struct lk_fixture_run *r, struct lk_engine *e, bool primary,
+                     struct lk_fixture_times *t)
+{
+  struct lk_fixture_times mine = {0};
+  struct matcher mt = {0};
+  matcher_open(&mt);
+  pthread_mutex_lock(&r->mu);
+  r->workers++;
+  for (;;) {
+    while (r->case_file < r->nfiles && r->files[r->case_file].state == FILE_PARSED &&
+           r->case_doc >= json_array_size(r->files[r->case_file].docs)) {
+      r->case_file++;
+      r->case_doc = 0;
+    }
+    if (r->case_file >= r->nfiles) break;
+    struct ffile *f = &r->files[r->case_file];
+    if (f->state == FILE_PARSED) { /* a case to run */
+      size_t i = r->case_doc++;
+      pthread_mutex_unlock(&r->mu);
+      if (f->msgs && f->failed && f->again) {
+        f->failed[i] = run_case(e, &mt, f->path, ffile_name(f), json_array_get(f->docs, i),
+                                &f->msgs[i], NULL, &mine);
+        mine.cases++;
+        if (f->failed[i] && !primary) { /* its verdict is the primary engine's */
+          lk_messages_free(&f->msgs[i]);
+          f->again[i] = 1;
+        }
+      }
+      pthread_mutex_lock(&r->mu);
+      continue;
+    }
+    if (r->next_file < r->nfiles) { /* a file to parse */
+      struct ffile *p = &r->files[r->next_file++];
+      p->state = FILE_PARSING;
+      pthread_mutex_unlock(&r->mu);
+      double tp = k8s_monotonic();
+      parse_file(p);
+      mine.parse += k8s_monotonic() - tp;
+      pthread_mutex_lock(&r->mu);
+      p->state = FILE_PARSED;
+      pthread_cond_broadcast(&r->parsed);
+      continue;
+    }
+    pthread_cond_wait(&r->parsed, &r->mu); /* the next file is being parsed */
+  }
+  pthread_mutex_unlock(&r->mu);
+  matcher_close(&mt);
+  if (t) lk_fixture_times_add(t, &mine);
+}
+
+void lk_fixture_finish(struct lk_fixture_run *r, struct lk_engine *e, struct lk_messages *fails,
+                       size_t *ncases, size_t *nfailed, struct lk_fixture_times *t)
+{
+  *ncases = *nfailed = 0;
+  if (!r) {
+    lk_messages_add(fails, "out of memory while running the fixture cases");
+    (*nfailed)++;
+    return;
+  }
+  size_t *per = e ? calloc(e->ncontrollers + 1, sizeof(*per)) : NULL;
+  struct groups g = {0};
+  struct matcher mt = {0};
+  for (size_t k = 0; k < r->nfiles; k++) {
+    struct ffile *f = &r->files[k];
+    const char *file = ffile_name(f);
+    if (f->state != FILE_PARSED) { /* no worker came */
+      lk_messages_add(fails, "%s: not run", file);
+      (*nfailed)++;
+    } else if (!f->docs) {
+      lk_messages_add(fails, "%s", f->err);
+      (*nfailed)++;
+    }
+    size_t i;
+    json_t *doc;
+    json_array_foreach(f->docs, i, doc)
+    {
+      char label[300];
+      (*ncases)++;
+      if (!f->msgs || !f->failed || !f->again) {
+        lk_messages_add(fails, "%s: out of memory while running its cases", file);
+        (*nfailed)++;
+        break;
+      }
+      if (f->again[i] && e) { /* failed on a secondary worker: the primary engine decides */
+        if (!mt.L && !mt.err[0]) matcher_open(&mt);
+        double t0 = k8s_monotonic();
+        f->failed[i] = run_case(e, &mt, f->path, file, doc, &f->msgs[i], NULL, NULL);
+        if (t) t->again += k8s_monotonic() - t0, t->nagain++;
+      }
+      if (f->failed[i]) (*nfailed)++;
+      case_label(label, sizeof(label), file, doc);
+      for (size_t m = 0; m < f->msgs[i].n; m++)
+        group_add(&g, file, label, f->msgs[i].v[m]);
+      lk_messages_free(&f->msgs[i]);
+      const char *cname = json_string_value(json_object_get(doc, "controller"));
+      for (size_t c = 0; cname && per && c < e->ncontrollers; c++)
+        if (!strcmp(e->controllers[c].name, cname)) per[c]++;
+    }
+    json_decref(f->docs);
+    free(f->msgs);
+    free(f->failed);
+    free(f->again);
+    free(f->origin);
+    free(f->text);
+  }
+  matcher_close(&mt);
+  group_flush(&g, fails);
+  for (size_t k = 0; e && per && k < e->ncontrollers; k++)
+    if (e->controllers[k].valid && per[k] == 0) {
+      lk_messages_add(fails, "%s: controller %s has no fixture case (add <folder>/fixtures/*.yaml)",
+                      r->dir, e->controllers[k].name);
+      (*nfailed)++;
+    }
+  free(per);
+  if (t) t->threads = r->workers;
+  pthread_cond_destroy(&r->parsed);
+  pthread_mutex_destroy(&r->mu);
+  free(r->files);
+  free(r->dir);
+  free(r);
 }
 
 void lk_fixture_run_all(struct lk_engine *e, struct lk_messages *fails, size_t *ncases,
                         size_t *nfailed)
 {
-  *ncases = *nfailed = 0;
-  size_t *per = calloc(e->ncontrollers + 1, sizeof(*per));
-  struct groups g = {0};
-  for (size_t f = 0; f < e->set->nfixtures; f++) {
-    char path[2 * PATH_MAX], err[600];
-    snprintf(path, sizeof(path), "%s/%s", e->set->dir, e->set->fixtures[f]);
-    json_t *docs = lk_fixture_load(path, err, sizeof(err));
-    if (!docs) {
-      lk_messages_add(fails, "%s", err);
-      (*nfailed)++;
-      continue;
-    }
-    run_file(e, path, path, docs, &g, per, ncases, nfailed);
-    json_decref(docs);
-  }
-  for (size_t f = 0; f < e->set->nofixtures; f++) {
-    const struct lk_overlay_fixture *o = &e->set->ofixtures[f];
-    char path[2 * PATH_MAX], err[600];
-    snprintf(path, sizeof(path), "%s/%s", e->set->dir ? e->set->dir : ".", o->rel);
-    json_t *docs = k8s_yaml_load(o->text, o->len, o->origin, err, sizeof(err));
-    if (!docs) {
-      lk_messages_add(fails, "%s", err);
-      (*nfailed)++;
-      continue;
-    }
-    run_file(e, path, o->origin, docs, &g, per, ncases, nfailed);
-    json_decref(docs);
-  }
-  group_flush(&g, fails);
-  for (size_t k = 0; per && k < e->ncontrollers; k++)
-    if (e->controllers[k].valid && per[k] == 0) {
-      lk_messages_add(fails, "%s: controller %s has no fixture case (add <folder>/fixtures/*.yaml)",
-                      e->set->dir ? e->set->dir : "scripts", e->controllers[k].name);
-      (*nfailed)++;
-    }
-  free(per);
+  struct lk_fixture_run *r = lk_fixture_start(e->set);
+  if (r) lk_fixture_work(r, e, true, NULL);
+  lk_fixture_finish(r, e, fails, ncases, nfailed, NULL);
 }
+
+/* }==================================================================== */

@@ -99,7 +99,8 @@ struct job {
   struct lk_engine *engine; /* OUT_PASSED: the checked engine */
   struct lk_messages msgs;  /* OUT_REFUSED: the problems */
   char revision[80];
-  double check_seconds;
+  double check_seconds;     /* load + check */
+  struct lk_check_stats st; /* the check's breakdown (check.h) */
 };
 
 static void job_free(struct job *j)
@@ -136,8 +137,7 @@ static void run_check(struct job *j)
     j->outcome = OUT_UNCHANGED;
     return;
   }
-  struct lk_check_stats st;
-  int problems = lk_check(set, &j->eo, &j->msgs, &st, &j->engine); /* takes set */
+  int problems = lk_check(set, &j->eo, &j->msgs, &j->st, &j->engine); /* takes set */
   if (problems < 0) lk_messages_add(&j->msgs, "out of memory while checking the script set");
   j->outcome = problems == 0 && j->engine ? OUT_PASSED : OUT_REFUSED;
   j->check_seconds = k8s_monotonic() - t0;
@@ -306,14 +306,21 @@ static void handle(struct k8s_reload *r, struct job *j)
   memcpy(r->serving, j->revision, sizeof(r->serving));
   const char *lv[] = {"success"};
   k8s_metric_inc(r->reloads, lv);
-  char check_ms[32], since_ms[32], swap_ms[32], keys[16];
+  char check_ms[32], since_ms[32], swap_ms[32], keys[16], compile_ms[32], cases_ms[32], cases[16],
+      threads[8];
   snprintf(check_ms, sizeof(check_ms), "%.1f", j->check_seconds * 1000);
+  snprintf(compile_ms, sizeof(compile_ms), "%.1f", j->st.compile * 1000);
+  snprintf(cases_ms, sizeof(cases_ms), "%.1f", j->st.fixtures * 1000);
+  snprintf(cases, sizeof(cases), "%zu", j->st.cases);
+  snprintf(threads, sizeof(threads), "%zu", j->st.times.threads);
   snprintf(swap_ms, sizeof(swap_ms), "%.2f", t_swap * 1000);
   snprintf(since_ms, sizeof(since_ms), "%.1f", (k8s_monotonic() - j->t_event) * 1000);
   snprintf(keys, sizeof(keys), "%zu", j->nov);
   k8s_log(K8S_LOG_INFO, "script set swapped", "configmap", r->key, "revision", r->serving,
           "previous", previous, K8S_NUM("overlaid"), keys, K8S_NUM("checkMs"), check_ms,
-          K8S_NUM("swapMs"), swap_ms, K8S_NUM("sinceEventMs"), since_ms, NULL);
+          K8S_NUM("compileMs"), compile_ms, K8S_NUM("fixtureCases"), cases, K8S_NUM("casesMs"),
+          cases_ms, K8S_NUM("checkThreads"), threads, K8S_NUM("swapMs"), swap_ms,
+          K8S_NUM("sinceEventMs"), since_ms, NULL);
   char note[MAX_NOTE + 1];
   snprintf(note, sizeof(note),
            "%s serves now (%zu module%s from this ConfigMap, previous %.19s); every CR is "

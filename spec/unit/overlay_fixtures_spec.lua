@@ -204,3 +204,154 @@ describe("check's report", function()
     assert.is_true(n and n > 1, out)
   end)
 end)
+
+-- `check` runs the fixture cases on two threads on a machine with two CPUs
+-- (runtime/lua/check.c, fixture.c: a second engine runs about half the cases;
+-- the operator's reload check is the same lk_check). Every case still runs
+-- against the new set, and the verdict and the messages must not depend on
+-- which thread ran which case: --jobs 1 and --jobs 2 give the same output.
+describe("check on two threads", function()
+  local function check_jobs(jobs, files)
+    local dir = write_dir(files)
+    local code, out = run(("check --scripts %q --overlay %q --jobs %d"):format(SCRIPTS, dir, jobs))
+    os.execute(("rm -rf %q"):format(dir))
+    return code, out
+  end
+
+  it("refuses a lib module that fails in some cases of both kinds, naming file and line", function()
+    -- lib/names.lua's observed_child fails, naming what it was asked for: many
+    -- distinct messages, in cases of both controllers (a lib change re-runs them all)
+    local text, n = read(SCRIPTS .. "/lib/names.lua"):gsub("\n  local children = observed and observed%.children\n",
+      '\n  error("broken on purpose: " .. tostring(kind) .. " " .. tostring(name))\n')
+    assert(n == 1, "lib/names.lua changed: update this spec")
+    local line = 0
+    for l in (text .. "\n"):gmatch("([^\n]*)\n") do
+      line = line + 1
+      if l:find("broken on purpose", 1, true) then break end
+    end
+    local files = { ["lib.names.lua"] = text }
+    local code1, out1 = check_jobs(1, files)
+    local code2, out2 = check_jobs(2, files)
+    assert.equals(1, code2, out2)
+    assert.matches(("configmap:lib.names.lua:%d: broken on purpose"):format(line), out2, 1, true)
+    assert.matches("scripts/simulatordeployment/fixtures/[^\n]*broken on purpose", out2)
+    assert.matches("scripts/schedulerinstall/fixtures/[^\n]*broken on purpose", out2)
+    local lines = select(2, out2:gsub("\n", ""))
+    assert.is_true(lines > 5, "several distinct problems, got:\n" .. out2)
+    assert.equals(code1, code2)
+    assert.equals(out1, out2)
+  end)
+
+  it("refuses a module that does not compile the same way on one thread and on two", function()
+    local files = { ["simulatordeployment.reconcile.lua"] = "local M = {}\nfunction M.reconcile(\nreturn M\n" }
+    local code1, out1 = check_jobs(1, files)
+    local code2, out2 = check_jobs(2, files)
+    assert.equals(1, code2, out2)
+    assert.matches("configmap:simulatordeployment.reconcile.lua:3:", out2, 1, true)
+    assert.equals(code1, code2)
+    assert.equals(out1, out2)
+  end)
+
+  it("an overlay fixture that fails refuses the set, named by its key, on two threads", function()
+    local wrong = changed_fixture():gsub("ask #mesh%-team", "ask someone else")
+    local files = { ["policy.lua"] = POLICY, [FIXTURE_KEY] = wrong }
+    local code1, out1 = check_jobs(1, files)
+    local code2, out2 = check_jobs(2, files)
+    assert.equals(1, code2, out2)
+    assert.matches("configmap:" .. FIXTURE_KEY .. ": ", out2, 1, true)
+    assert.matches("1 problem", out2, 1, true)
+    assert.equals(code1, code2)
+    assert.equals(out1, out2)
+  end)
+
+  it("a good overlay passes on two threads with every case run", function()
+    local files = { ["policy.lua"] = POLICY, [FIXTURE_KEY] = changed_fixture() }
+    local code1, out1 = check_jobs(1, files)
+    local code2, out2 = check_jobs(2, files)
+    assert.equals(0, code2, out2)
+    assert.equals(0, code1, out1)
+    assert.equals(out1, out2)
+    local _, _, bundled = check({})
+    assert.matches(("%d fixture cases passed"):format(bundled), out2, 1, true)
+  end)
+
+  it("runs on two threads by default on a machine with two CPUs", function()
+    local p = assert(io.popen("nproc"))
+    local ncpu = tonumber(p:read("a"))
+    p:close()
+    if not ncpu or ncpu < 2 then
+      pending("one CPU: check runs on one thread")
+      return
+    end
+    local code, out = run(("check --scripts %q --timings"):format(SCRIPTS))
+    assert.equals(0, code, out)
+    assert.matches("wall on 2 threads", out, 1, true)
+  end)
+end)
+
+-- The second thread's sandbox has a quarter of the memory cap (check.c): a
+-- case that fails there runs again on the first engine, whose verdict counts,
+-- so a set that needs more than the quarter passes as on one thread.
+describe("check's second thread and the memory cap", function()
+  local N = 8
+
+  --- A script set whose reconcile needs 20 MiB (the cap is 64 MiB; the second
+  --- thread's 16 MiB), with N fixture files of one case each.
+  local function big_set()
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute(("mkdir -p %q/widget/fixtures"):format(dir)))
+    local function put(rel, text)
+      local f = assert(io.open(dir .. "/" .. rel, "w"))
+      f:write(text)
+      f:close()
+    end
+    put("controllers.lua", [[
+return { {
+  name = "widget",
+  for_ = { apiVersion = "sim.llm-d.io/v1alpha1", kind = "SimulatorDeployment" },
+  module = "widget.reconcile",
+  owns = { { apiVersion = "v1", kind = "ConfigMap" } },
+  watches = {},
+} }
+]])
+    put("widget/reconcile.lua", [[
+local M = {}
+function M.reconcile(cr)
+  local big = string.rep("x", 20 << 20)
+  return { children = { { apiVersion = "v1", kind = "ConfigMap",
+    metadata = { name = cr.metadata.name }, data = { n = tostring(#big) } } } }
+end
+return M
+]])
+    for i = 1, N do
+      put(("widget/fixtures/case-%d.yaml"):format(i), ([[
+name: case %d needs 20 MiB
+controller: widget
+input:
+  apiVersion: sim.llm-d.io/v1alpha1
+  kind: SimulatorDeployment
+  metadata: {name: w%d}
+  spec: {}
+expect:
+  children:
+    - {apiVersion: v1, kind: ConfigMap, metadata: {name: w%d}, data: {n: "20971520"}}
+]]):format(i, i, i))
+    end
+    return dir
+  end
+
+  it("passes on two threads what passes on one, running again there what failed on the second", function()
+    local dir = big_set()
+    local code1, out1 = run(("check --scripts %q --jobs 1"):format(dir))
+    local code2, out2 = run(("check --scripts %q --jobs 2 --timings"):format(dir))
+    os.execute(("rm -rf %q"):format(dir))
+    assert.equals(0, code1, out1)
+    assert.equals(0, code2, out2)
+    assert.matches(("%d fixture cases passed"):format(N), out2, 1, true)
+    local ran, again = out2:match("second thread: (%d+) cases? run, (%d+) failed there")
+    assert.is_not_nil(ran, out2)
+    -- every case the second thread ran needed more than its cap: each ran again
+    assert.equals(tonumber(ran), tonumber(again), out2)
+  end)
+end)
