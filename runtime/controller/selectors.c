@@ -14,8 +14,12 @@
  *
  * Owns struct selmem (the last answer per CR key, in ctl->selectors): a key
  * is checked again when one of its selector children is applied, when the
- * last check is older than SELECTOR_RECHECK, or while it found foreign pods
- * (then the reconcile is requeued after SELECTOR_RECHECK to look again). */
+ * last clean answer is older than SELECTOR_REFRESH, or while it found
+ * foreign pods (then the reconcile is requeued after a minute to look
+ * again). SELECTOR_REFRESH bounds the LISTs that reconciles of a settled
+ * fleet send: at 5000 CRs, the EndpointSlice updates that trail a rollout
+ * reconciled every CR in a minute, and a one-minute refresh sent ~4800 pod
+ * LISTs in it (bench/run --scale). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +27,7 @@
 #include "controller/internal.h"
 #include "core/util.h"
 
-#define SELECTOR_RECHECK 60.0 /* seconds */
+#define SELECTOR_REFRESH 300.0 /* seconds */
 #define LABEL_SELECTABLE "sim.llm-d.io/selectable"
 
 struct selmem {
@@ -153,7 +157,7 @@ void ctl_check_selectors(struct rec *r)
     }
     return;
   }
-  if (m && !changed && !m->warning && now - m->at < SELECTOR_RECHECK) return;
+  if (m && !changed && !m->warning && now - m->at < SELECTOR_REFRESH) return;
   r->selectors_checked = 1;
   struct k8s_gvr gvr = {.group = "", .version = "v1", .resource = "pods", .namespaced = true};
   for (size_t i = 0; i < res->nchildren; i++) {
