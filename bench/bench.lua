@@ -1409,9 +1409,10 @@ local function phase_report()
   end
   local sizes = {}
   for _, b in ipairs(op.bursts or { { n = CFG.small_n } }) do sizes[#sizes + 1] = "N=" .. b.n end
-  p("- runs: %s ×%d each and N=%d ×1 (the N=%d burst dominates the bench time on 2 cores); latency over %d CRs; "
+  p("- runs: %sN=%d ×1 (the N=%d burst dominates the bench time on 2 cores); latency over %d CRs; "
     .. "steady state %d s; figures are medians where there are several runs; a timing never fails the bench.",
-    table.concat(sizes, ", "), CFG.small_runs, large_n, large_n, CFG.latency_n, CFG.steady_s)
+    #sizes > 0 and string.format("%s ×%d each and ", table.concat(sizes, ", "), CFG.small_runs) or "",
+    large_n, large_n, CFG.latency_n, CFG.steady_s)
   print(table.concat(lines, "\n"))
 end
 
