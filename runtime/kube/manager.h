@@ -71,7 +71,7 @@ struct k8s_manager_options {
   double shutdown_timeout;    /* --shutdown-timeout; 0: 10 s */
   double cache_sync_timeout;  /* 0: 120 s */
   double discovery_interval;  /* 0: 30 s */
-  double dead_stream_timeout; /* reflectors; 0: 60 s */
+  double dead_stream_timeout; /* reflectors; 0: 150 s (reflector.h) */
 };
 
 /* A unit of work the manager starts and stops (a controller, the script

@@ -355,7 +355,7 @@ struct k8s_reflector *k8s_reflector_new(struct k8s_client *c,
   if (sink) r->sink = *sink;
   r->data = data;
   if (r->o.page_size <= 0) r->o.page_size = 500;
-  if (r->o.dead_stream_timeout <= 0) r->o.dead_stream_timeout = 60;
+  if (r->o.dead_stream_timeout <= 0) r->o.dead_stream_timeout = 150;
   if (r->o.backoff_initial <= 0) r->o.backoff_initial = 0.8;
   if (r->o.backoff_max <= 0) r->o.backoff_max = 30;
   if (r->o.healthy_after <= 0) r->o.healthy_after = 60;
